@@ -1,0 +1,38 @@
+# One command for each job; each does its own set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: serve test check lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## serve: run the gateway on the embedded defaults (127.0.0.1:8400)
+serve: $(STAMP)
+	$(BIN)/turnout serve $(ARGS)
+
+## test: run the whole test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## check: ruff, mypy --strict and the tests (run before every commit)
+check: lint typecheck test
+
+## bench: gateway overhead vs direct, LiteLLM and Portkey (see bench/README.md)
+bench: $(STAMP)
+	bench/run.sh
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

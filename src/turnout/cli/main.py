@@ -1,0 +1,40 @@
+"""The ``turnout`` command: one module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from turnout.cli.config_cmd import config_group
+from turnout.cli.models import models_group
+from turnout.cli.serve import serve
+
+__all__ = ["cli", "main"]
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(package_name="turnout")
+def cli() -> None:
+    """turnout: one gateway for hosted LLM APIs and local models.
+
+    \b
+    Examples:
+      turnout serve                      # start on 127.0.0.1:8400
+      turnout serve --config turnout.yaml --port 9000
+      turnout config check               # validate the configuration and exit
+      turnout models list                # public model names and where they go
+    """
+
+
+cli.add_command(serve)
+cli.add_command(models_group)
+cli.add_command(config_group)
+
+
+def main() -> None:
+    cli(prog_name="turnout")
+
+
+if __name__ == "__main__":
+    main()

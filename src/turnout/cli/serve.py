@@ -1,0 +1,120 @@
+"""``turnout serve``: run the gateway."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+
+from turnout.cli.common import config_option, err_console, load_or_exit
+from turnout.config import Config
+from turnout.exceptions import ConfigError
+from turnout.policies.master_key import load_or_create_master_key
+
+
+@click.command()
+@config_option
+@click.option("--host", default=None, help="Address to listen on. Default: 127.0.0.1.")
+@click.option("--port", type=int, default=None, help="Port to listen on. Default: 8400.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Worker processes, each with its own event loop. Default: 1.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    log_level: str,
+) -> None:
+    """Run the gateway: OpenAI-compatible API, predict API, health and metrics.
+
+    \b
+    Examples:
+      turnout serve
+      turnout serve --config turnout.yaml --host 0.0.0.0 --port 8400 --workers 4
+      OPENAI_API_KEY=sk-... turnout serve     # then use model "openai/gpt-4o-mini"
+    """
+    import uvicorn
+
+    config = load_or_exit(config_path)
+    server = config.server
+    host = host or server.host
+    port = server.port if port is None else port
+    workers = workers or server.workers
+    _ensure_master_key(config)
+    if config.source:
+        os.environ["TURNOUT_CONFIG"] = os.path.abspath(config.source)
+    _banner(config, host, port)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        "turnout.server.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def _ensure_master_key(config: Config) -> None:
+    """Make sure the workers find a master key in the environment."""
+    if config.server.master_key is not None:
+        os.environ.setdefault("TURNOUT_MASTER_KEY", config.server.master_key.get_secret_value())
+        return
+    try:
+        key, created = load_or_create_master_key(config.data_path)
+    except ConfigError as exc:
+        err_console.print(f"[bold red]Master key error[/]\n{exc.message}")
+        raise SystemExit(2) from None
+    os.environ["TURNOUT_MASTER_KEY"] = key
+    path = config.data_path / "master_key"
+    if created:
+        err_console.print(
+            f"[bold yellow]Generated a master key[/] (stored in {path}, mode 600):\n  {key}\n"
+            "Keep it secret; set TURNOUT_MASTER_KEY to use your own."
+        )
+
+
+_NO_BACKENDS = "none - export OPENAI_API_KEY or write a turnout.yaml"
+
+
+def _banner(config: Config, host: str, port: int) -> None:
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    base = f"http://{shown}:{port}"
+    model = config.default_model or next(iter(config.models), None)
+    if model is None:
+        model = next((f"{b}/MODEL" for b in config.backends), "MODEL")
+    key_ref = "$TURNOUT_MASTER_KEY"
+    if config.server.master_key is None:
+        key_ref = f"$(cat {config.data_path / 'master_key'})"
+    err_console.print(
+        f"[bold]turnout[/] on {base}  ({config.source or 'built-in defaults'})\n"
+        f"  backends: {', '.join(config.backends) or _NO_BACKENDS}\n"
+        f"  models:   {', '.join(config.models) or '-'}"
+        + "".join(f"\n            {b}/* (any model on {b})" for b in config.backends)
+    )
+    err_console.print(
+        "Try it:\n"
+        f"  curl {base}/v1/chat/completions \\\n"
+        f'    -H "Authorization: Bearer {key_ref}" -H "Content-Type: application/json" \\\n'
+        f'    -d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello"}}]}}\'',
+        soft_wrap=True,
+    )

@@ -1,0 +1,315 @@
+"""Configuration: one YAML file plus environment variables, validated at start.
+
+Where the file comes from, first match wins: ``--config PATH``, ``$TURNOUT_CONFIG``,
+``./turnout.yaml``. With no file, built-in defaults apply and a hosted backend is registered
+for every provider whose API key is in the environment (``OPENAI_API_KEY``, ...).
+
+Secrets may be written as ``env:NAME`` to read them from the environment at start.
+Every mistake raises :class:`~turnout.exceptions.ConfigError` naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from turnout.backends.presets import PRESETS, get_preset
+from turnout.exceptions import ConfigError
+
+__all__ = [
+    "BackendConfig",
+    "Config",
+    "Deployment",
+    "ModelConfig",
+    "ServerConfig",
+    "Timeouts",
+    "find_config_file",
+    "load_config",
+]
+
+DEFAULT_CONFIG_NAME = "turnout.yaml"
+DEFAULT_PORT = 8400
+SECRET_FIELDS = frozenset({"api_key", "master_key"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """Seconds. ``read`` is the longest silence allowed between two bytes of a response;
+    ``total`` is the overall deadline of one request, all tries included."""
+
+    connect: Annotated[float, Field(gt=0)] = 10.0
+    read: Annotated[float, Field(gt=0)] = 300.0
+    total: Annotated[float, Field(gt=0)] = 600.0
+
+
+class BackendConfig(_Strict):
+    type: Literal["openai_compat"] = "openai_compat"
+    preset: str = "openai_compat"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_version: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Timeouts = Field(default_factory=Timeouts)
+    max_connections: Annotated[int, Field(ge=1, le=100_000)] = 512
+    #: ``NAME/any-model`` reaches this backend with ``any-model`` passed through
+    passthrough: bool = True
+    #: ask for usage in streams (``stream_options.include_usage``); default from the preset
+    stream_usage: bool | None = None
+    #: the deployment runs on the operator's own hardware; default from the preset
+    local: bool | None = None
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        if value not in PRESETS:
+            raise ValueError(f"unknown preset {value!r}; choose one of: {', '.join(PRESETS)}")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL; write e.g. https://host/v1")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> BackendConfig:
+        if self.resolved_base_url is None:
+            raise ValueError(
+                f"base_url is required for preset {self.preset!r}; set base_url: https://..."
+            )
+        return self
+
+    @property
+    def resolved_base_url(self) -> str | None:
+        return self.base_url or get_preset(self.preset).base_url
+
+
+class Deployment(_Strict):
+    backend: str
+    model: Annotated[str, Field(min_length=1)]
+    weight: Annotated[float, Field(ge=0)] = 1.0
+
+
+class ModelConfig(_Strict):
+    description: str = ""
+    deployments: Annotated[list[Deployment], Field(min_length=1)]
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = DEFAULT_PORT
+    workers: Annotated[int, Field(ge=1, le=256)] = 1
+    master_key: SecretStr | None = None
+    #: largest accepted request body; larger ones get 413
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    #: write one record per request (JSON lines under data_dir) off the hot path
+    log_requests: bool = True
+    #: where the generated master key and the request log live (default ~/.turnout)
+    data_dir: str | None = None
+
+
+class Config(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    #: the model used by /api/v1/predict and turnout.predict() when none is named
+    default_model: str | None = None
+    #: also register a backend per provider key found in the environment
+    env_backends: bool = False
+    #: the file this was read from (None: built-in defaults)
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        for name, model in self.models.items():
+            for i, dep in enumerate(model.deployments):
+                if dep.backend not in self.backends:
+                    raise ValueError(
+                        f"models.{name}.deployments[{i}].backend: no backend named "
+                        f"{dep.backend!r}; define it under backends: or use one of "
+                        f"{sorted(self.backends) or '(none defined)'}"
+                    )
+        if self.default_model is not None and not self._default_reachable():
+            raise ValueError(
+                f"default_model: {self.default_model!r} is not a model; use one of "
+                f"{sorted(self.models) or '(none defined)'} or BACKEND/MODEL"
+            )
+        return self
+
+    def _default_reachable(self) -> bool:
+        name = self.default_model or ""
+        prefix = name.partition("/")[0]
+        return name in self.models or (prefix in self.backends and "/" in name)
+
+    @property
+    def data_path(self) -> Path:
+        raw = self.server.data_dir or os.environ.get("TURNOUT_HOME") or "~/.turnout"
+        return Path(raw).expanduser()
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The configuration file to read, or None for built-in defaults."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: no such configuration file; check the path given to --config"
+            )
+        return path
+    env = os.environ.get("TURNOUT_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file (from TURNOUT_CONFIG); fix or unset it")
+        return path
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None
+) -> Config:
+    """Read, resolve and validate the configuration. Raises ConfigError."""
+    environ = dict(os.environ) if env is None else env
+    file = find_config_file(path)
+    where = str(file) if file else "built-in defaults"
+    raw: dict[str, Any] = {}
+    if file is not None:
+        raw = _read_yaml(file)
+    raw = _resolve_env_refs(raw, environ, where)
+    if file is None or raw.get("env_backends"):
+        _add_env_backends(raw, environ)
+    master = environ.get("TURNOUT_MASTER_KEY")
+    if master:
+        raw.setdefault("server", {})
+        if isinstance(raw["server"], dict):
+            raw["server"]["master_key"] = master
+    raw["source"] = str(file) if file else None
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, where, raw)) from None
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{file}{at}: not valid YAML: {exc}; fix the syntax") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping (server:, backends:, ...)")
+    return data
+
+
+def _resolve_env_refs(node: Any, environ: dict[str, str], where: str, path: str = "") -> Any:
+    """Replace every ``env:NAME`` string by the variable's value."""
+    if isinstance(node, dict):
+        return {
+            k: _resolve_env_refs(v, environ, where, f"{path}.{k}" if path else str(k))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_resolve_env_refs(v, environ, where, f"{path}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str) and node.startswith("env:"):
+        name = node[4:]
+        if name not in environ:
+            raise ConfigError(
+                f"{where}: {path}: environment variable {name} is not set; "
+                f"export {name}=... or write the value in the file"
+            )
+        return environ[name]
+    return node
+
+
+def _add_env_backends(raw: dict[str, Any], environ: dict[str, str]) -> None:
+    backends = raw.setdefault("backends", {})
+    if not isinstance(backends, dict):
+        return
+    for preset in PRESETS.values():
+        key = environ.get(preset.key_env) if preset.key_env else None
+        if not key or preset.name in backends:
+            continue
+        spec: dict[str, Any] = {"preset": preset.name, "api_key": key}
+        base = environ.get(preset.base_url_env) if preset.base_url_env else None
+        if base:
+            spec["base_url"] = base
+        elif preset.base_url is None:
+            continue  # e.g. Azure without an endpoint: nothing to call
+        if preset.name == "azure" and environ.get("OPENAI_API_VERSION"):
+            spec["api_version"] = environ["OPENAI_API_VERSION"]
+        backends[preset.name] = spec
+    if "gemini" not in backends and environ.get("GOOGLE_API_KEY"):
+        backends["gemini"] = {"preset": "gemini", "api_key": environ["GOOGLE_API_KEY"]}
+
+
+def _format_errors(exc: ValidationError, where: str, raw: dict[str, Any]) -> str:
+    lines = [f"{where}: invalid configuration:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key{_suggest(err['loc'], raw)}; remove it or fix the spelling"
+        elif err["type"] == "missing":
+            msg = "required; add it"
+        elif not (set(map(str, err["loc"])) & SECRET_FIELDS):
+            shown = err.get("input")
+            if isinstance(shown, str | int | float | bool) and len(repr(shown)) < 60:
+                msg = f"{msg} (got {shown!r})"
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def _suggest(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    parent: Any = raw
+    for part in loc[:-1]:
+        try:
+            parent = parent[part]
+        except (KeyError, IndexError, TypeError):
+            return ""
+    fields = _fields_at(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            continue
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            args = getattr(ann, "__args__", ())
+            inner = next(
+                (a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None
+            )
+            if inner is not None:
+                model = inner
+    return list(model.model_fields)

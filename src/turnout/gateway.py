@@ -1,0 +1,109 @@
+"""The gateway object: configuration turned into backends, a router and services.
+
+The HTTP server, library mode (:func:`turnout.predict`) and future front doors all hold one
+:class:`Gateway`; nothing in here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any
+
+from turnout.backends.base import Backend, RequestContext
+from turnout.backends.openai_compat import OpenAICompatBackend
+from turnout.config import BackendConfig, Config, load_config
+from turnout.router.router import Router
+from turnout.services.accounting import Accountant
+from turnout.services.inference import InferenceService
+from turnout.telemetry.metrics import Metrics
+from turnout.telemetry.request_log import JsonlRequestLog
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("turnout")
+
+
+def build_backend(name: str, spec: BackendConfig) -> Backend:
+    """The backend object for one configured backend (one place per backend type)."""
+    if spec.type == "openai_compat":
+        return OpenAICompatBackend(name, spec)
+    raise AssertionError(f"unhandled backend type {spec.type!r}")  # config validation forbids
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.request_log: JsonlRequestLog | None = None
+        if config.server.log_requests:
+            self.request_log = JsonlRequestLog(
+                config.data_path / "requests.jsonl",
+                on_drop=self.metrics.dropped_log_records.inc,
+            )
+        self.backends = {name: build_backend(name, b) for name, b in config.backends.items()}
+        self.router = Router(config, self.backends)
+        self.inference = InferenceService(
+            self.router,
+            Accountant(self.metrics, self.request_log),
+            default_model=self.default_model,
+        )
+        self.started = False
+
+    @classmethod
+    def from_config(cls, path: str | None = None) -> Gateway:
+        return cls(load_config(path))
+
+    @property
+    def default_model(self) -> str | None:
+        if self.config.default_model:
+            return self.config.default_model
+        if len(self.config.models) == 1:
+            return next(iter(self.config.models))
+        return None
+
+    @property
+    def request_timeout(self) -> float:
+        """The overall deadline of a request: the longest total timeout of any backend."""
+        totals = [b.timeout.total for b in self.config.backends.values()]
+        return max(totals, default=600.0)
+
+    def context(self, request_id: str) -> RequestContext:
+        return RequestContext.create(request_id, self.request_timeout)
+
+    async def start(self) -> None:
+        for backend in self.backends.values():
+            await backend.start()
+        if self.request_log is not None:
+            await self.request_log.start()
+        self.started = True
+
+    async def aclose(self) -> None:
+        self.started = False
+        for backend in self.backends.values():
+            try:
+                await backend.aclose()
+            except Exception:
+                log.exception("closing backend %s failed", backend.name)
+        if self.request_log is not None:
+            await self.request_log.aclose()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def predict(self, text: str, *, model: str | None = None, **params: Any) -> str:
+        """Send ``text`` as one user message and return the reply's text."""
+        body: dict[str, Any] = {"input": text, **params}
+        if model is not None:
+            body["model"] = model
+        ctx = self.context(f"lib-{id(body):x}")
+        return str((await self.inference.predict(body, ctx))["result"])

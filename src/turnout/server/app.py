@@ -1,0 +1,218 @@
+"""The ASGI application: routing, access control, lifespan, error rendering, disconnects.
+
+Routes are thin functions ``(gateway, request) -> JsonResponse | SseResponse`` registered in
+:mod:`turnout.server.routes`; this module does everything they share. When the client goes
+away before the answer is complete, the request's task is cancelled, which closes the
+upstream connection or frees the local engine slot (see the backend contract).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import Any
+
+from turnout.config import Config, load_config
+from turnout.exceptions import AuthenticationFailed, MethodNotAllowed, TurnoutError, UnknownURL
+from turnout.gateway import Gateway
+from turnout.server.errors import error_headers, openai_error
+from turnout.server.http import (
+    SSE_HEADERS,
+    HttpRequest,
+    JsonResponse,
+    Receive,
+    Scope,
+    Send,
+    SseResponse,
+)
+from turnout.server.routes import PREFIX_ROUTES, ROUTES, RouteSpec
+
+__all__ = ["TurnoutApp", "create_app", "create_app_from_env"]
+
+log = logging.getLogger("turnout.server")
+
+_INTERNAL = TurnoutError(
+    "The gateway failed to handle this request; the request id is in the x-request-id header."
+)
+
+
+class _Watch:
+    """Cancels the request's task when the client disconnects before the answer is sent."""
+
+    __slots__ = ("disconnected", "done", "task")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.disconnected = False
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, receive: Receive) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        self.task = asyncio.get_running_loop().create_task(self._watch(receive, current))
+
+    async def _watch(self, receive: Receive, target: asyncio.Task[Any]) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self.done:
+            self.disconnected = True
+            target.cancel()
+
+    def stop(self) -> None:
+        self.done = True
+        if self.task is not None:
+            self.task.cancel()
+
+
+class TurnoutApp:
+    """ASGI 3 application over one :class:`Gateway`."""
+
+    def __init__(self, gateway: Gateway, *, manage_gateway: bool = True) -> None:
+        self.gateway = gateway
+        self.manage_gateway = manage_gateway
+        self.max_body = gateway.config.server.max_body_bytes
+        key = gateway.config.server.master_key
+        self._master = key.get_secret_value().encode() if key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        req = HttpRequest(scope, receive)
+        methods = ROUTES.get(req.path) or _prefix_route(req.path)
+        spec = methods.get(req.method) if methods else None
+        if spec is None:
+            await self._send_error(send, req, _no_route(req, methods))
+            return
+        watch = _Watch()
+        try:
+            if spec.auth:
+                self._authenticate(req)
+            if spec.body:
+                req.parsed = await req.json(self.max_body)
+            watch.start(receive)
+            response = await spec.handler(self.gateway, req)
+            if isinstance(response, SseResponse):
+                await self._send_sse(send, req, response, watch)
+            else:
+                watch.stop()
+                await _send_json(send, req, response)
+        except asyncio.CancelledError:
+            if not watch.disconnected:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        except TurnoutError as exc:
+            watch.stop()
+            await self._send_error(send, req, exc)
+        except Exception:
+            watch.stop()
+            log.exception(
+                "unhandled error in %s %s (request %s)", req.method, req.path, req.request_id
+            )
+            await self._send_error(send, req, _INTERNAL)
+        finally:
+            watch.stop()
+
+    def _authenticate(self, req: HttpRequest) -> None:
+        token = _bearer(req.header(b"authorization")) or req.header(b"x-api-key")
+        if token is None:
+            raise AuthenticationFailed(
+                "Missing API key. Send it as 'Authorization: Bearer KEY' (OpenAI SDK: api_key=)."
+            )
+        if self._master is None or not hmac.compare_digest(token, self._master):
+            raise AuthenticationFailed("Incorrect API key provided.")
+        req.principal = "master"
+
+    async def _send_sse(
+        self, send: Send, req: HttpRequest, response: SseResponse, watch: _Watch
+    ) -> None:
+        headers = [*SSE_HEADERS, (b"x-request-id", req.request_id.encode()), *response.headers]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        events = response.events
+        try:
+            async for frame in events:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+        finally:
+            await events.aclose()
+        watch.stop()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send_error(self, send: Send, req: HttpRequest, exc: TurnoutError) -> None:
+        response = JsonResponse(openai_error(exc), exc.status, error_headers(exc))
+        await _send_json(send, req, response)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self.manage_gateway:
+                        await self.gateway.start()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.manage_gateway:
+                    await self.gateway.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _send_json(send: Send, req: HttpRequest, response: JsonResponse) -> None:
+    headers = [
+        (b"content-type", response.content_type),
+        (b"content-length", str(len(response.body)).encode()),
+        (b"x-request-id", req.request_id.encode()),
+        *response.headers,
+    ]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body, "more_body": False})
+
+
+def _prefix_route(path: str) -> dict[str, RouteSpec] | None:
+    for prefix, methods in PREFIX_ROUTES:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return methods
+    return None
+
+
+def _bearer(value: bytes | None) -> bytes | None:
+    if value is None:
+        return None
+    scheme, _, token = value.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    return token.strip() or None
+
+
+def _no_route(req: HttpRequest, methods: dict[str, RouteSpec] | None) -> TurnoutError:
+    if methods:
+        allowed = ", ".join(sorted(methods))
+        return MethodNotAllowed(f"Method {req.method} is not allowed on {req.path}; use {allowed}.")
+    return UnknownURL(
+        f"Unknown request URL: {req.method} {req.path}. Check the URL; the OpenAI API lives "
+        "under /v1 (base_url=http://HOST:PORT/v1)."
+    )
+
+
+def create_app(config: Config | None = None, gateway: Gateway | None = None) -> TurnoutApp:
+    """The ASGI app for a configuration (or an existing gateway, which the caller manages)."""
+    if gateway is not None:
+        return TurnoutApp(gateway, manage_gateway=False)
+    return TurnoutApp(Gateway(config or load_config()))
+
+
+def create_app_from_env() -> TurnoutApp:
+    """Factory for ``uvicorn --factory``: configuration from $TURNOUT_CONFIG and defaults."""
+    return create_app(load_config())

@@ -1,0 +1,102 @@
+"""OpenAI-compatible front door: /v1/chat/completions, /v1/completions, /v1/embeddings,
+/v1/models. Each route parses, calls the inference service and renders; nothing else."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+
+from turnout.backends.base import RequestContext, Result
+from turnout.exceptions import TurnoutError
+from turnout.gateway import Gateway
+from turnout.server.errors import openai_sse_error
+from turnout.server.http import HttpRequest, JsonResponse, SseResponse
+from turnout.server.routes import RouteSpec
+from turnout.services.inference import ChunkStream
+
+log = logging.getLogger("turnout.server")
+
+_DONE = b"data: [DONE]\n\n"
+_STARTED = int(time.time())
+
+
+def _context(gw: Gateway, req: HttpRequest) -> RequestContext:
+    ctx = gw.context(req.request_id)
+    ctx.principal = req.principal
+    return ctx
+
+
+def _routing_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+    if ctx.served_by is None:
+        return []
+    return [
+        (b"x-turnout-deployment", ctx.served_by.encode()),
+        (b"x-turnout-attempts", str(ctx.attempts).encode()),
+    ]
+
+
+def _render(result: Result | ChunkStream, ctx: RequestContext) -> JsonResponse | SseResponse:
+    if isinstance(result, ChunkStream):
+        return SseResponse(_sse(result), _routing_headers(ctx))
+    return JsonResponse(result.json(), headers=_routing_headers(ctx))
+
+
+async def _sse(stream: ChunkStream) -> AsyncIterator[bytes]:
+    """``data: {chunk}`` frames, then ``[DONE]``; a failure mid-stream ends with an error
+    event instead (the status line has already gone out)."""
+    chunks = stream.__aiter__()
+    try:
+        async for chunk in chunks:
+            yield b"data: " + chunk.json() + b"\n\n"
+    except TurnoutError as exc:
+        yield openai_sse_error(exc)
+        return
+    except Exception:
+        log.exception("stream %s failed", stream.ctx.request_id)
+        yield openai_sse_error(TurnoutError("The stream failed inside the gateway."))
+        return
+    finally:
+        await stream.aclose()
+    yield _DONE
+
+
+async def chat_completions(gw: Gateway, req: HttpRequest) -> JsonResponse | SseResponse:
+    ctx = _context(gw, req)
+    return _render(await gw.inference.chat(req.parsed, ctx), ctx)
+
+
+async def completions(gw: Gateway, req: HttpRequest) -> JsonResponse | SseResponse:
+    ctx = _context(gw, req)
+    return _render(await gw.inference.completion(req.parsed, ctx), ctx)
+
+
+async def embeddings(gw: Gateway, req: HttpRequest) -> JsonResponse | SseResponse:
+    ctx = _context(gw, req)
+    return _render(await gw.inference.embed(req.parsed, ctx), ctx)
+
+
+def _model_object(name: str) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": _STARTED, "owned_by": "turnout"}
+
+
+async def list_models(gw: Gateway, req: HttpRequest) -> JsonResponse:
+    data = [_model_object(name) for name in gw.router.routes]
+    return JsonResponse(orjson.dumps({"object": "list", "data": data}))
+
+
+async def retrieve_model(gw: Gateway, req: HttpRequest) -> JsonResponse:
+    name = req.path.removeprefix("/v1/models/")
+    route = gw.router.resolve(name)
+    return JsonResponse(orjson.dumps(_model_object(route.name)))
+
+
+ROUTES = (
+    RouteSpec("POST", "/v1/chat/completions", chat_completions, body=True),
+    RouteSpec("POST", "/v1/completions", completions, body=True),
+    RouteSpec("POST", "/v1/embeddings", embeddings, body=True),
+    RouteSpec("GET", "/v1/models", list_models),
+    RouteSpec("GET", "/v1/models/*", retrieve_model),
+)

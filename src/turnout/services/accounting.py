@@ -1,0 +1,67 @@
+"""Accounting: every finished request becomes one record for metrics and the request log."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from turnout.backends.base import RequestContext, Usage
+from turnout.exceptions import TurnoutError
+from turnout.telemetry.metrics import Metrics
+from turnout.telemetry.records import RequestRecord
+
+__all__ = ["Accountant", "RecordSink"]
+
+
+class RecordSink(Protocol):
+    def submit(self, record: RequestRecord) -> None: ...
+
+
+class Accountant:
+    def __init__(self, metrics: Metrics, sink: RecordSink | None) -> None:
+        self.metrics = metrics
+        self.sink = sink
+
+    def begin(self, ctx: RequestContext, endpoint: str, model: str, stream: bool) -> RequestRecord:
+        self.metrics.in_flight.inc()
+        return RequestRecord(
+            request_id=ctx.request_id,
+            started=time.time(),
+            endpoint=endpoint,
+            model=model,
+            principal=ctx.principal,
+            stream=stream,
+        )
+
+    def finish(
+        self,
+        rec: RequestRecord,
+        ctx: RequestContext,
+        *,
+        usage: Usage | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        self.metrics.in_flight.dec()
+        rec.latency = time.perf_counter() - ctx.t0
+        rec.attempts = ctx.attempts
+        if usage is not None:
+            rec.prompt_tokens = usage.prompt_tokens
+            rec.completion_tokens = usage.completion_tokens
+        if isinstance(error, TurnoutError):
+            rec.status, rec.error_code = error.status, error.code
+        elif error is not None:
+            rec.status, rec.error_code = 499 if _is_cancel(error) else 500, _code(error)
+        self.metrics.observe(rec)
+        if self.sink is not None:
+            self.sink.submit(rec)
+
+    def first_token(self, rec: RequestRecord, ctx: RequestContext) -> None:
+        rec.ttft = time.perf_counter() - ctx.t0
+
+
+def _is_cancel(error: BaseException) -> bool:
+    return type(error).__name__ in {"CancelledError", "GeneratorExit"}
+
+
+def _code(error: BaseException) -> str:
+    return "client_disconnected" if _is_cancel(error) else "internal_error"

@@ -1,0 +1,93 @@
+"""Prometheus metrics, one registry per gateway. Label children are cached so the hot path
+costs a dict lookup and an increment; label sets are capped so that arbitrary
+``BACKEND/MODEL`` names cannot grow memory without bound."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from turnout.telemetry.records import RequestRecord
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_MAX_LABEL_SETS = 2000
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "turnout_requests",
+            "Requests answered, by endpoint, public model, backend and HTTP status.",
+            ["endpoint", "model", "backend", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "turnout_request_duration_seconds",
+            "End-to-end request latency as the gateway saw it.",
+            ["endpoint", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "turnout_time_to_first_token_seconds",
+            "Time from request to the first streamed chunk.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "turnout_tokens",
+            "Tokens processed, by public model, backend and kind (prompt or completion).",
+            ["model", "backend", "kind"],
+            registry=r,
+        )
+        self.backend_errors = Counter(
+            "turnout_backend_errors",
+            "Failed calls to backends, by backend and error code.",
+            ["backend", "code"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "turnout_in_flight_requests", "Requests being processed now.", registry=r
+        )
+        self.dropped_log_records = Counter(
+            "turnout_request_log_dropped",
+            "Request log records dropped because the writer fell behind.",
+            registry=r,
+        )
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= _MAX_LABEL_SETS:
+                labels = tuple("other" for _ in labels)
+                key = (id(metric), *labels)
+                child = self._children.get(key)
+            if child is None:
+                child = metric.labels(*labels)
+                self._children[key] = child
+        return child
+
+    def observe(self, rec: RequestRecord) -> None:
+        backend = rec.backend or "none"
+        self._child(self.requests, rec.endpoint, rec.model, backend, str(rec.status)).inc()
+        self._child(self.latency, rec.endpoint, rec.model).observe(rec.latency)
+        if rec.ttft is not None:
+            self._child(self.ttft, rec.model).observe(rec.ttft)
+        if rec.prompt_tokens:
+            self._child(self.tokens, rec.model, backend, "prompt").inc(rec.prompt_tokens)
+        if rec.completion_tokens:
+            self._child(self.tokens, rec.model, backend, "completion").inc(rec.completion_tokens)
+        if rec.error_code and rec.backend:
+            self._child(self.backend_errors, backend, rec.error_code).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
