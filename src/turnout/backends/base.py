@@ -112,7 +112,7 @@ class Chunk:
     layer needs the fields. Engines that build chunks pass ``data``.
     """
 
-    __slots__ = ("_data", "raw", "usage")
+    __slots__ = ("_data", "more", "raw", "usage")
 
     def __init__(
         self,
@@ -123,6 +123,9 @@ class Chunk:
         self.raw = raw
         self._data = data
         self.usage = usage
+        #: another chunk is already available: a front door may hold this one back and
+        #: send both in one write (never set by engines that produce tokens one by one)
+        self.more = False
 
     @property
     def data(self) -> dict[str, Any]:

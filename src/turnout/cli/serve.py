@@ -69,6 +69,7 @@ def serve(
         lifespan="on",
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # forwarded headers are trusted only per configuration
         log_level=log_level,
         timeout_graceful_shutdown=30,
     )

@@ -37,20 +37,37 @@ _INTERNAL = TurnoutError(
 )
 
 
-class _Watch:
-    """Cancels the request's task when the client disconnects before the answer is sent."""
+#: requests answered faster than this never pay for a disconnect watcher
+WATCH_AFTER = 0.02
 
-    __slots__ = ("disconnected", "done", "task")
+
+class _Watch:
+    """Cancels the request's task when the client disconnects before the answer is sent.
+
+    The watcher task starts only once a request has run for WATCH_AFTER seconds: quick
+    answers cost a timer instead of a task, and slow ones (where a disconnect matters:
+    generation, streams, hung upstreams) are watched."""
+
+    __slots__ = ("disconnected", "done", "task", "timer")
 
     def __init__(self) -> None:
         self.done = False
         self.disconnected = False
         self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
 
     def start(self, receive: Receive) -> None:
         current = asyncio.current_task()
         assert current is not None
-        self.task = asyncio.get_running_loop().create_task(self._watch(receive, current))
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(WATCH_AFTER, self._spawn, loop, receive, current)
+
+    def _spawn(
+        self, loop: asyncio.AbstractEventLoop, receive: Receive, target: asyncio.Task[Any]
+    ) -> None:
+        self.timer = None
+        if not self.done:
+            self.task = loop.create_task(self._watch(receive, target))
 
     async def _watch(self, receive: Receive, target: asyncio.Task[Any]) -> None:
         while True:
@@ -63,8 +80,12 @@ class _Watch:
 
     def stop(self) -> None:
         self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.task is not None:
             self.task.cancel()
+            self.task = None
 
 
 class TurnoutApp:

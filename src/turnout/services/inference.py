@@ -34,8 +34,10 @@ StreamOp = Callable[[Backend, BackendRequest, RequestContext], AsyncIterator[Chu
 
 
 class ChunkStream:
-    """A committed stream: iterate it once. Usage is recorded when it ends, however it ends;
-    the trailing usage-only chunk is dropped unless the caller asked for it."""
+    """A committed stream: iterate it once. Usage is recorded when it ends, however it ends.
+
+    Every chunk is passed on, the trailing usage-only one too: whether the caller sees it
+    (``include_usage``) is the front door's business."""
 
     def __init__(
         self,
@@ -64,12 +66,14 @@ class ChunkStream:
         error: BaseException | None = None
         try:
             if self.head is not None:
-                if self._keep(self.head):
-                    yield self.head
-                self.head = None
+                head, self.head = self.head, None
+                if head.usage is not None:
+                    self.usage = head.usage
+                yield head
             async for chunk in self.rest:
-                if self._keep(chunk):
-                    yield chunk
+                if chunk.usage is not None:
+                    self.usage = chunk.usage
+                yield chunk
         except BaseException as exc:
             error = exc
             raise
@@ -82,12 +86,6 @@ class ChunkStream:
         self._finished = True
         await _aclose(self.rest)
         self.accountant.finish(self.record, self.ctx, usage=self.usage, error=error)
-
-    def _keep(self, chunk: Chunk) -> bool:
-        if chunk.usage is None:
-            return True
-        self.usage = chunk.usage
-        return self.include_usage or not chunk.usage_only
 
     async def aclose(self) -> None:
         """Release the stream if it was not iterated to its end (recorded as cancelled)."""

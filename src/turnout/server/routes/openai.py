@@ -46,21 +46,30 @@ def _render(result: Result | ChunkStream, ctx: RequestContext) -> JsonResponse |
 
 async def _sse(stream: ChunkStream) -> AsyncIterator[bytes]:
     """``data: {chunk}`` frames, then ``[DONE]``; a failure mid-stream ends with an error
-    event instead (the status line has already gone out)."""
-    chunks = stream.__aiter__()
+    event instead (the status line has already gone out). Frames of chunks that arrived
+    together leave together, in one write; the trailing usage chunk only if it was asked for.
+    """
+    pending: list[bytes] = []
     try:
-        async for chunk in chunks:
-            yield b"data: " + chunk.json() + b"\n\n"
+        async for chunk in stream:
+            if stream.include_usage or not chunk.usage_only:
+                pending += (b"data: ", chunk.json(), b"\n\n")
+            if pending and not chunk.more:
+                yield b"".join(pending)
+                pending.clear()
     except TurnoutError as exc:
-        yield openai_sse_error(exc)
+        pending.append(openai_sse_error(exc))
+        yield b"".join(pending)
         return
     except Exception:
         log.exception("stream %s failed", stream.ctx.request_id)
-        yield openai_sse_error(TurnoutError("The stream failed inside the gateway."))
+        pending.append(openai_sse_error(TurnoutError("The stream failed inside the gateway.")))
+        yield b"".join(pending)
         return
     finally:
         await stream.aclose()
-    yield _DONE
+    pending.append(_DONE)
+    yield b"".join(pending)
 
 
 async def chat_completions(gw: Gateway, req: HttpRequest) -> JsonResponse | SseResponse:

@@ -1,0 +1,126 @@
+"""Upstream failures to the gateway's error hierarchy, shared by every HTTP backend."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+
+from turnout.exceptions import (
+    BackendError,
+    ContextLengthExceeded,
+    UpstreamAuthError,
+    UpstreamBadRequest,
+    UpstreamError,
+    UpstreamInvalidResponse,
+    UpstreamNotFound,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from turnout.http.client import ConnectError, HTTPClientError, ProtocolError, TimeoutError_
+
+__all__ = ["client_errors", "parse_retry_after", "status_error"]
+
+_CONTEXT_HINTS = ("context length", "context_length", "maximum context", "too many tokens")
+_MAX_ERROR_TEXT = 1000
+
+
+@contextmanager
+def client_errors(backend: str, host: str) -> Iterator[None]:
+    """Convert the HTTP client's errors into the gateway's hierarchy."""
+    try:
+        yield
+    except TimeoutError_ as exc:
+        raise UpstreamTimeout(
+            f"Backend {backend!r} ({host}) did not answer in time: {exc}.", backend=backend
+        ) from exc
+    except ConnectError as exc:
+        raise UpstreamUnavailable(
+            f"Cannot connect to backend {backend!r}: {exc}.", backend=backend
+        ) from exc
+    except ProtocolError as exc:
+        raise UpstreamInvalidResponse(f"Backend {backend!r}: {exc}.", backend=backend) from exc
+    except HTTPClientError as exc:
+        raise UpstreamUnavailable(
+            f"The connection to backend {backend!r} ({host}) failed: {exc}.", backend=backend
+        ) from exc
+
+
+def status_error(backend: str, status: int, raw: bytes, headers: Any) -> BackendError:
+    """Map an upstream HTTP error status (and its body) to the gateway's hierarchy."""
+    message, code = _error_text(raw)
+    where = f"Backend {backend!r}"
+    if status in (401, 403):
+        return UpstreamAuthError(
+            f"{where} refused the gateway's credentials (HTTP {status}); check the api_key "
+            f"of backends.{backend} in the configuration.",
+            backend=backend,
+        )
+    if status == 429:
+        return UpstreamRateLimited(
+            f"{where} is rate limiting requests: {message or 'HTTP 429'}",
+            backend=backend,
+            retry_after=parse_retry_after(headers),
+        )
+    if status == 404:
+        return UpstreamNotFound(f"{where}: {message or 'not found (HTTP 404)'}", backend=backend)
+    if status in (408, 504):
+        return UpstreamTimeout(f"{where} timed out (HTTP {status}).", backend=backend)
+    if status == 503 or status == 529:
+        return UpstreamUnavailable(
+            f"{where} is unavailable (HTTP {status}).",
+            backend=backend,
+            retry_after=parse_retry_after(headers),
+        )
+    if 400 <= status < 500:
+        lowered = (message or "").lower()
+        if code == "context_length_exceeded" or any(h in lowered for h in _CONTEXT_HINTS):
+            return ContextLengthExceeded(message or "Context length exceeded.", backend=backend)
+        return UpstreamBadRequest(
+            message or f"{where} rejected the request (HTTP {status}).", backend=backend
+        )
+    return UpstreamError(f"{where} failed (HTTP {status}).", backend=backend)
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_text(raw: bytes) -> tuple[str | None, str | None]:
+    """The upstream's own error message and code, if its body says them in JSON."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        msg, code = err.get("message"), err.get("code")
+        return (str(msg)[:_MAX_ERROR_TEXT] if msg else None, str(code) if code else None)
+    if isinstance(err, str):
+        return err[:_MAX_ERROR_TEXT], None
+    return None, None
