@@ -1,6 +1,6 @@
 """The one error hierarchy of turnout.
 
-Every layer raises only these errors; foreign exceptions (aiohttp, pydantic, OS errors) are
+Every layer raises only these errors; foreign exceptions (HTTP client, pydantic, OS errors) are
 converted at the boundary where they occur and re-raised ``from`` the original. Each front door
 renders them in its own wire format in exactly one place (``turnout.server.errors``).
 

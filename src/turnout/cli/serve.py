@@ -64,7 +64,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        loop="uvloop",
+        loop="auto",
         http="httptools",
         lifespan="on",
         access_log=False,
