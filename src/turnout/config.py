@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -43,6 +45,16 @@ __all__ = [
 DEFAULT_CONFIG_NAME = "turnout.yaml"
 DEFAULT_PORT = 8400
 SECRET_FIELDS = frozenset({"api_key", "master_key"})
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _sendable(text: str) -> bool:
+    """Can travel in an HTTP/1.1 header: latin-1, no CR, LF or NUL."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return not any(c in text for c in "\r\n\0")
 
 
 class _Strict(BaseModel):
@@ -81,6 +93,25 @@ class BackendConfig(_Strict):
             raise ValueError(f"unknown preset {value!r}; choose one of: {', '.join(PRESETS)}")
         return value
 
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP token")
+            if not _sendable(text):
+                raise ValueError(
+                    f"the value of header {name!r} has a line break, NUL or non-latin-1 character"
+                )
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _sendable_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _sendable(value.get_secret_value()):
+            raise ValueError("the key has a line break, NUL or non-latin-1 character; check it")
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -112,6 +143,12 @@ class Deployment(_Strict):
 class ModelConfig(_Strict):
     description: str = ""
     deployments: Annotated[list[Deployment], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> ModelConfig:
+        if not any(d.weight > 0 for d in self.deployments):
+            raise ValueError("every deployment has weight 0; give at least one a weight > 0")
+        return self
 
 
 class ServerConfig(_Strict):
@@ -151,14 +188,16 @@ class Config(_Strict):
         if self.default_model is not None and not self._default_reachable():
             raise ValueError(
                 f"default_model: {self.default_model!r} is not a model; use one of "
-                f"{sorted(self.models) or '(none defined)'} or BACKEND/MODEL"
+                f"{sorted(self.models) or '(none defined)'} or BACKEND/MODEL with a backend "
+                "that allows passthrough"
             )
         return self
 
     def _default_reachable(self) -> bool:
         name = self.default_model or ""
-        prefix = name.partition("/")[0]
-        return name in self.models or (prefix in self.backends and "/" in name)
+        prefix, _, model = name.partition("/")
+        backend = self.backends.get(prefix)
+        return name in self.models or bool(model and backend and backend.passthrough)
 
     @property
     def data_path(self) -> Path:
@@ -214,9 +253,11 @@ def _read_yaml(file: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
+        # never str(exc): PyYAML quotes the offending line, which may hold a secret
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(f"{file}{at}: not valid YAML: {exc}; fix the syntax") from None
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError(f"{file}{at}: not valid YAML: {problem}; fix the syntax") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
     if data is None:
@@ -257,6 +298,11 @@ def _add_env_backends(raw: dict[str, Any], environ: dict[str, str]) -> None:
         spec: dict[str, Any] = {"preset": preset.name, "api_key": key}
         base = environ.get(preset.base_url_env) if preset.base_url_env else None
         if base:
+            if not base.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"{preset.base_url_env}={base!r} is not an http(s) URL; "
+                    f"write e.g. export {preset.base_url_env}=https://host/v1 or unset it"
+                )
             spec["base_url"] = base
         elif preset.base_url is None:
             continue  # e.g. Azure without an endpoint: nothing to call
@@ -285,31 +331,36 @@ def _format_errors(exc: ValidationError, where: str, raw: dict[str, Any]) -> str
 
 
 def _suggest(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
-    parent: Any = raw
-    for part in loc[:-1]:
-        try:
-            parent = parent[part]
-        except (KeyError, IndexError, TypeError):
-            return ""
     fields = _fields_at(loc[:-1])
     close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
-    model: type[BaseModel] = Config
+    """The field names of the model found at ``loc``, walking dict keys and list indexes."""
+    ann: Any = Config
     for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None:
+        origin = get_origin(ann)
+        if origin in (dict, list):
+            ann = get_args(ann)[-1]  # the part is a key or an index: step into the value
             continue
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        else:
-            args = getattr(ann, "__args__", ())
-            inner = next(
-                (a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None
-            )
-            if inner is not None:
-                model = inner
-    return list(model.model_fields)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        field = ann.model_fields.get(str(part))
+        if field is None:
+            return []
+        ann = _unwrap(field.annotation)
+    return list(ann.model_fields) if isinstance(ann, type) and issubclass(ann, BaseModel) else []
+
+
+def _unwrap(ann: Any) -> Any:
+    """``X | None`` and ``Annotated[X, ...]`` to ``X``."""
+    while True:
+        if get_origin(ann) is Annotated:
+            ann = get_args(ann)[0]
+            continue
+        args = [a for a in get_args(ann) if a is not type(None)]
+        if get_origin(ann) in (Union, UnionType) and len(args) == 1:
+            ann = args[0]
+            continue
+        return ann

@@ -31,7 +31,11 @@ class _Portal:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="turnout", daemon=True)
         self.thread.start()
-        self.gateway = self.run(_started_gateway())
+        try:
+            self.gateway: Gateway = self.run(_started_gateway())
+        except BaseException:
+            self._stop()
+            raise
 
     def run(self, coro: Any) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -41,8 +45,13 @@ class _Portal:
         try:
             self.run(self.gateway.aclose())
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout=5)
+            self._stop()
+
+    def _stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 async def _started_gateway() -> Gateway:

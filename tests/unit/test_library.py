@@ -178,12 +178,6 @@ def test_predict_inside_a_running_event_loop(isolated: Path, config_file: Path) 
     assert proc.stdout.strip() == "echo: from a coroutine"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: predict() closes its gateway in an atexit hook, after threading has shut "
-    "down; the request log flush (asyncio.to_thread) fails with 'can't register atexit after "
-    "shutdown', a traceback is printed and the records are lost",
-)
 def test_predict_exits_cleanly_and_logs_its_requests(isolated: Path, config_file: Path) -> None:
     home = isolated / "home"
     code = """
@@ -197,11 +191,6 @@ def test_predict_exits_cleanly_and_logs_its_requests(isolated: Path, config_file
     assert [r["model"] for r in request_log(home)] == ["chat", "other"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: apredict() never closes the gateway it keeps per event loop; when the loop "
-    "ends, queued request-log records are never written (and the pool is never closed)",
-)
 def test_apredict_logs_its_requests_when_the_loop_ends(isolated: Path, config_file: Path) -> None:
     home = isolated / "home"
     code = """
@@ -233,11 +222,6 @@ def test_predict_with_a_bad_configuration_raises_config_error(isolated: Path) ->
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when the gateway fails to start (e.g. a bad config), predict() leaves the "
-    "portal's event-loop thread running; every failed call leaks one more thread",
-)
 def test_failed_predict_leaves_no_thread_behind(isolated: Path) -> None:
     bad = write_config(isolated / "bad.yaml", {"servr": {}})
     code = """

@@ -34,25 +34,7 @@ def test_preset_is_well_formed(preset: Preset) -> None:
         assert name not in ("model", "messages", "prompt", "input")
 
 
-@pytest.mark.parametrize(
-    "preset",
-    [
-        pytest.param(
-            p,
-            id=p.name,
-            marks=[
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="inconsistency: preset 'openai_compat' has no base_url and no notes "
-                    "saying one is needed (only the config validator says so)",
-                )
-            ]
-            if p.name == "openai_compat"
-            else [],
-        )
-        for p in _NEEDS_URL
-    ],
-)
+@pytest.mark.parametrize("preset", _NEEDS_URL, ids=[p.name for p in _NEEDS_URL])
 def test_preset_without_a_url_documents_that_it_needs_one(preset: Preset) -> None:
     assert "base_url" in preset.notes
 

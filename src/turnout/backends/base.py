@@ -86,8 +86,9 @@ class RequestContext:
     t0: float = 0.0
     #: how many deployments were tried (set by the router)
     attempts: int = 0
-    #: the deployment that served the request, ``backend/model`` (set by the router)
-    served_by: str | None = None
+    #: the deployment tried last, then the one that served (set by the router)
+    backend: str | None = None
+    upstream_model: str | None = None
     #: free-form annotations for logs
     annotations: dict[str, Any] = field(default_factory=dict)
 
@@ -95,6 +96,11 @@ class RequestContext:
     def create(cls, request_id: str, timeout: float) -> RequestContext:
         loop = asyncio.get_running_loop()
         return cls(request_id, loop.time() + timeout, t0=time.perf_counter())
+
+    @property
+    def served_by(self) -> str | None:
+        """``backend/model`` of the deployment tried last."""
+        return f"{self.backend}/{self.upstream_model}" if self.backend else None
 
     def remaining(self) -> float:
         """Seconds left before the deadline; raises UpstreamTimeout when none are."""

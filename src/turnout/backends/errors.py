@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,28 +88,43 @@ def status_error(backend: str, status: int, raw: bytes, headers: Any) -> Backend
     return UpstreamError(f"{where} failed (HTTP {status}).", backend=backend)
 
 
+#: longest wait passed on to a client; anything larger (or not finite) is ignored
+MAX_RETRY_AFTER = 24 * 3600.0
+
+
 def parse_retry_after(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date); None when
+    absent, unparsable or not finite; at most a day."""
     if headers is None:
         return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
+    millis = _number(headers.get("retry-after-ms"))
+    if millis is not None:
+        return _sane(millis / 1000)
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _number(value)
+    if seconds is not None:
+        return _sane(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return _sane(max(0.0, when.timestamp() - time.time()))
+
+
+def _number(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+
+
+def _sane(seconds: float) -> float | None:
+    """Not finite: ignored; clamped to [0, MAX_RETRY_AFTER]."""
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
 
 
 def _error_text(raw: bytes) -> tuple[str | None, str | None]:

@@ -140,7 +140,12 @@ PRESETS: dict[str, Preset] = {
             stream_usage=False,
             notes="The Messages API serves one model; any model name is accepted.",
         ),
-        Preset("openai_compat", "Any OpenAI-compatible service", None),
+        Preset(
+            "openai_compat",
+            "Any OpenAI-compatible service",
+            None,
+            notes="No defaults: set base_url (e.g. https://host/v1) and, if needed, api_key.",
+        ),
     ]
 }
 

@@ -129,33 +129,42 @@ def validate(schema: type[M], body: Any) -> M:
     try:
         return schema.model_validate(body)
     except ValidationError as exc:
-        raise _to_invalid(exc) from None
+        raise _to_invalid(exc, body) from None
 
 
-def _to_invalid(exc: ValidationError) -> InvalidRequest:
-    err = exc.errors(include_url=False, include_input=False)[0]
-    param = _param(err["loc"])
+def _to_invalid(exc: ValidationError, body: dict[str, Any]) -> InvalidRequest:
+    errors = exc.errors(include_url=False, include_input=False)
+    param = _param(errors[0], body)
+    # a union field reports one error per branch: prefer the one that says more than
+    # "wrong type" (e.g. a list that is too long rather than "should be a string")
+    same = [e for e in errors if _param(e, body) == param]
+    err = next((e for e in same if not e["type"].endswith("_type")), same[0])
     if err["type"] == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
     return InvalidRequest(f"Invalid value for '{param}': {err['msg']}.", param=param)
 
 
-def _param(loc: tuple[int | str, ...]) -> str:
-    """('messages', 0, 'role') -> 'messages[0].role'; union branch names are dropped."""
+def _param(err: Any, body: dict[str, Any]) -> str:
+    """The error's location as the caller wrote it, ('messages', 0, 'role') ->
+    'messages[0].role'. Parts that are not in the caller's JSON are pydantic's names for
+    union branches ('str', 'list[str]') and are skipped; a missing field is kept."""
+    loc: tuple[int | str, ...] = err["loc"]
+    node: Any = body
     out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _is_branch_label(part):
+    for i, part in enumerate(loc):
+        found, child = _step(node, part)
+        if found:
+            node = child
+        elif not (i == len(loc) - 1 and err["type"] == "missing"):
             continue
-        else:
-            out += f".{part}" if out else part
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "body"
 
 
-_BRANCH_PREFIXES = ("list[", "dict[", "function-", "constrained-", "literal[")
-_BRANCH_NAMES = frozenset({"str", "int", "float", "bool", "none"})
-
-
-def _is_branch_label(part: str) -> bool:
-    return part.startswith(_BRANCH_PREFIXES) or part in _BRANCH_NAMES
+def _step(node: Any, part: int | str) -> tuple[bool, Any]:
+    """(True, child) when ``part`` is a key or an index of ``node`` in the caller's JSON."""
+    if isinstance(node, dict) and part in node:
+        return True, node[part]
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return True, node[part]
+    return False, None

@@ -44,7 +44,9 @@ class Route:
         """The order of attempts: one target drawn by weight, then the others in order."""
         if len(self.targets) == 1:
             return self.targets
-        live = [t for t in self.targets if t.weight > 0] or list(self.targets)
+        live = [t for t in self.targets if t.weight > 0]
+        if not live:
+            return self.targets
         first = random.choices(live, weights=[t.weight for t in live])[0]  # noqa: S311
         return (first, *(t for t in self.targets if t is not first))
 
@@ -93,7 +95,7 @@ class Router:
         plan = route.plan()
         for attempt, target in enumerate(plan, 1):
             ctx.attempts = attempt
-            ctx.served_by = target.label
+            ctx.backend, ctx.upstream_model = target.backend.name, target.model
             try:
                 return await op(target), target
             except BackendError as exc:

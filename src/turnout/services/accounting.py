@@ -22,7 +22,7 @@ class Accountant:
         self.metrics = metrics
         self.sink = sink
 
-    def begin(self, ctx: RequestContext, endpoint: str, model: str, stream: bool) -> RequestRecord:
+    def begin(self, ctx: RequestContext, endpoint: str, model: str) -> RequestRecord:
         self.metrics.in_flight.inc()
         return RequestRecord(
             request_id=ctx.request_id,
@@ -30,7 +30,6 @@ class Accountant:
             endpoint=endpoint,
             model=model,
             principal=ctx.principal,
-            stream=stream,
         )
 
     def finish(
@@ -44,6 +43,7 @@ class Accountant:
         self.metrics.in_flight.dec()
         rec.latency = time.perf_counter() - ctx.t0
         rec.attempts = ctx.attempts
+        rec.backend, rec.upstream_model = ctx.backend, ctx.upstream_model
         if usage is not None:
             rec.prompt_tokens = usage.prompt_tokens
             rec.completion_tokens = usage.completion_tokens

@@ -9,6 +9,7 @@ No web framework is imported here: library mode and gRPC call the same methods.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from turnout.backends.base import Backend, BackendRequest, Chunk, RequestContext, Result, Usage
@@ -21,13 +22,13 @@ from turnout.protocol.openai import (
     StreamOptions,
     validate,
 )
-from turnout.router.router import Router, Target
+from turnout.router.router import Route, Router, Target
 from turnout.services.accounting import Accountant
 from turnout.telemetry.records import RequestRecord
 
 __all__ = ["ChunkStream", "InferenceService"]
 
-_PREDICT_OWN_FIELDS = frozenset({"input", "system", "model"})
+_PREDICT_OWN_FIELDS = frozenset({"input", "system", "model", "stream", "stream_options"})
 
 CallOp = Callable[[Backend, BackendRequest, RequestContext], Awaitable[Result]]
 StreamOp = Callable[[Backend, BackendRequest, RequestContext], AsyncIterator[Chunk]]
@@ -92,6 +93,16 @@ class ChunkStream:
         await self._finish(GeneratorExit())
 
 
+@dataclass(slots=True)
+class _Call:
+    """A validated request, ready to route."""
+
+    model: str
+    body: dict[str, Any]
+    stream: bool = False
+    include_usage: bool = False
+
+
 class InferenceService:
     def __init__(self, router: Router, accountant: Accountant, default_model: str | None) -> None:
         self.router = router
@@ -99,87 +110,84 @@ class InferenceService:
         self.default_model = default_model
 
     async def chat(self, body: Any, ctx: RequestContext) -> Result | ChunkStream:
-        req = validate(ChatCompletionRequest, body)
-        return await self._run(
-            "chat", body, req.model, bool(req.stream), _include_usage(req.stream_options), ctx
-        )
+        return await self._run("chat", body, ctx)
 
     async def completion(self, body: Any, ctx: RequestContext) -> Result | ChunkStream:
-        req = validate(CompletionRequest, body)
-        return await self._run(
-            "completion",
-            body,
-            req.model,
-            bool(req.stream),
-            _include_usage(req.stream_options),
-            ctx,
-        )
+        return await self._run("completion", body, ctx)
 
     async def embed(self, body: Any, ctx: RequestContext) -> Result:
-        req = validate(EmbeddingRequest, body)
-        result = await self._run("embedding", body, req.model, False, False, ctx)
+        result = await self._run("embedding", body, ctx)
         assert isinstance(result, Result)
         return result
 
     async def predict(self, body: Any, ctx: RequestContext) -> dict[str, Any]:
         """``{"input": ...}`` → ``{"result": ..., "model": ..., "usage": ...}``."""
+        result = await self._run("predict", body, ctx)
+        assert isinstance(result, Result)
+        return _predict_response(result, self._predict_model(body))
+
+    async def _run(self, endpoint: str, body: Any, ctx: RequestContext) -> Result | ChunkStream:
+        """Validate, route, call, and account for the request whatever happens."""
+        record = self.accountant.begin(ctx, endpoint, _requested_model(body))
+        try:
+            call = self._prepare(endpoint, body)
+            record.model, record.stream = call.model, call.stream
+            route = self.router.resolve(call.model)
+            if call.stream:
+                return await self._open_stream(endpoint, call, route, record, ctx)
+            result, _ = await self.router.call(
+                route, ctx, lambda t: _CALLS[endpoint](t.backend, _request(call.body, t), ctx)
+            )
+        except BaseException as exc:
+            self.accountant.finish(record, ctx, error=exc)
+            raise
+        self.accountant.finish(record, ctx, usage=result.usage)
+        return result
+
+    def _prepare(self, endpoint: str, body: Any) -> _Call:
+        if endpoint == "chat":
+            chat = validate(ChatCompletionRequest, body)
+            return _Call(chat.model, body, bool(chat.stream), _usage(chat.stream_options))
+        if endpoint == "completion":
+            comp = validate(CompletionRequest, body)
+            return _Call(comp.model, body, bool(comp.stream), _usage(comp.stream_options))
+        if endpoint == "embedding":
+            return _Call(validate(EmbeddingRequest, body).model, body)
+        return self._prepare_predict(body)
+
+    def _prepare_predict(self, body: Any) -> _Call:
         req = validate(PredictRequest, body)
-        model = req.model or self.default_model
+        model = self._predict_model(body)
+        messages = [{"role": "system", "content": req.system}] if req.system else []
+        messages.append({"role": "user", "content": req.input})
+        chat_body = {k: v for k, v in body.items() if k not in _PREDICT_OWN_FIELDS}
+        chat_body.update(model=model, messages=messages)
+        return _Call(model, chat_body)
+
+    def _predict_model(self, body: dict[str, Any]) -> str:
+        model = body.get("model") or self.default_model
         if not model:
             raise InvalidRequest(
                 'No model given and no default model configured; pass "model" or set '
                 "default_model in the configuration.",
                 param="model",
             )
-        messages = [{"role": "system", "content": req.system}] if req.system else []
-        messages.append({"role": "user", "content": req.input})
-        chat_body = {k: v for k, v in body.items() if k not in _PREDICT_OWN_FIELDS}
-        chat_body.update(model=model, messages=messages)
-        chat_body.pop("stream", None)
-        result = await self._run("predict", chat_body, model, False, False, ctx)
-        assert isinstance(result, Result)
-        return _predict_response(result, model)
-
-    async def _run(
-        self,
-        endpoint: str,
-        body: dict[str, Any],
-        model: str,
-        stream: bool,
-        include_usage: bool,
-        ctx: RequestContext,
-    ) -> Result | ChunkStream:
-        route = self.router.resolve(model)
-        record = self.accountant.begin(ctx, endpoint, model, stream)
-        try:
-            if stream:
-                return await self._open_stream(endpoint, body, route, record, ctx, include_usage)
-            result, target = await self.router.call(
-                route, ctx, lambda t: _CALLS[endpoint](t.backend, _request(body, t), ctx)
-            )
-        except BaseException as exc:
-            self.accountant.finish(record, ctx, error=exc)
-            raise
-        _note_target(record, target)
-        self.accountant.finish(record, ctx, usage=result.usage)
-        return result
+        return str(model)
 
     async def _open_stream(
         self,
         endpoint: str,
-        body: dict[str, Any],
-        route: Any,
+        call: _Call,
+        route: Route,
         record: RequestRecord,
         ctx: RequestContext,
-        include_usage: bool,
     ) -> ChunkStream:
         opener = _STREAMS[endpoint]
         head, rest, target = await self.router.open_stream(
-            route, ctx, lambda t: opener(t.backend, _request(body, t), ctx)
+            route, ctx, lambda t: opener(t.backend, _request(call.body, t), ctx)
         )
-        _note_target(record, target)
         self.accountant.first_token(record, ctx)
-        return ChunkStream(head, rest, target, record, ctx, self.accountant, include_usage)
+        return ChunkStream(head, rest, target, record, ctx, self.accountant, call.include_usage)
 
 
 _CALLS: dict[str, CallOp] = {
@@ -200,13 +208,13 @@ def _request(body: dict[str, Any], target: Target) -> BackendRequest:
     return BackendRequest(out)
 
 
-def _note_target(record: RequestRecord, target: Target) -> None:
-    record.backend = target.backend.name
-    record.upstream_model = target.model
-
-
-def _include_usage(options: StreamOptions | None) -> bool:
+def _usage(options: StreamOptions | None) -> bool:
     return bool(options and options.include_usage)
+
+
+def _requested_model(body: Any) -> str:
+    model = body.get("model") if isinstance(body, dict) else None
+    return model[:256] if isinstance(model, str) else ""
 
 
 def _predict_response(result: Result, model: str) -> dict[str, Any]:

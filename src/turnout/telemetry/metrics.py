@@ -78,8 +78,11 @@ class Metrics:
 
     def observe(self, rec: RequestRecord) -> None:
         backend = rec.backend or "none"
-        self._child(self.requests, rec.endpoint, rec.model, backend, str(rec.status)).inc()
-        self._child(self.latency, rec.endpoint, rec.model).observe(rec.latency)
+        # a request that never reached a backend (unknown model, invalid body) is counted
+        # under model "-": its model name is whatever the caller typed
+        model = rec.model if rec.backend else "-"
+        self._child(self.requests, rec.endpoint, model, backend, str(rec.status)).inc()
+        self._child(self.latency, rec.endpoint, model).observe(rec.latency)
         if rec.ttft is not None:
             self._child(self.ttft, rec.model).observe(rec.ttft)
         if rec.prompt_tokens:

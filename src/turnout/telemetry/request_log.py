@@ -2,14 +2,17 @@
 
 The embedded sink appends JSON lines to ``DATA_DIR/requests.jsonl``; the write happens in a
 worker thread so the event loop never blocks on the disk. ``aclose()`` flushes everything
-queued, so a clean shutdown loses nothing.
+queued, so a clean shutdown loses nothing; records of a log nobody closed (a library user's
+event loop that simply ended) are written by an exit hook.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +23,14 @@ from turnout.telemetry.records import RequestRecord
 __all__ = ["JsonlRequestLog"]
 
 log = logging.getLogger("turnout.request_log")
+
+_open_logs: weakref.WeakSet[JsonlRequestLog] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_logs() -> None:
+    for request_log in list(_open_logs):
+        request_log.flush_sync()
 
 
 class JsonlRequestLog:
@@ -37,6 +48,7 @@ class JsonlRequestLog:
         self._pending: list[RequestRecord] = []
         self._task: asyncio.Task[None] | None = None
         self._on_drop = on_drop
+        _open_logs.add(self)
 
     def submit(self, record: RequestRecord) -> None:
         if len(self._pending) >= self.max_pending:
@@ -55,18 +67,28 @@ class JsonlRequestLog:
             await self.flush()
 
     async def flush(self) -> None:
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        data = b"".join(orjson.dumps(r) + b"\n" for r in batch)
-        try:
+        """Write what is queued, in a worker thread."""
+        data = self._take()
+        if data:
             await asyncio.to_thread(self._append, data)
-        except OSError as exc:
-            log.error("cannot write the request log %s: %s", self.path, exc)
+
+    def flush_sync(self) -> None:
+        """Write what is queued, blocking (shutdown and exit hooks)."""
+        data = self._take()
+        if data:
+            self._append(data)
+
+    def _take(self) -> bytes:
+        batch, self._pending = self._pending, []
+        return b"".join(orjson.dumps(r) + b"\n" for r in batch)
 
     def _append(self, data: bytes) -> None:
-        with self.path.open("ab") as fh:
-            fh.write(data)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as fh:
+                fh.write(data)
+        except OSError as exc:
+            log.error("cannot write the request log %s: %s", self.path, exc)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -74,4 +96,5 @@ class JsonlRequestLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
+        self.flush_sync()  # at shutdown a worker thread may no longer be available
+        _open_logs.discard(self)
