@@ -85,6 +85,17 @@ class BackendConfig(_Strict):
     stream_usage: bool | None = None
     #: the deployment runs on the operator's own hardware; default from the preset
     local: bool | None = None
+    #: verify the upstream's TLS certificate and host name (turn off only for tests)
+    tls_verify: bool = True
+    #: a PEM bundle of extra CAs to trust (e.g. the private CA of an internal vLLM)
+    tls_ca_file: str | None = None
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _ca_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"no such file {value!r}; give the path of a PEM CA bundle")
+        return value
 
     @field_validator("preset")
     @classmethod

@@ -87,6 +87,7 @@ class Gateway:
                 log.exception("closing backend %s failed", backend.name)
         if self.request_log is not None:
             await self.request_log.aclose()
+        self.metrics.close()
 
     async def __aenter__(self) -> Gateway:
         await self.start()

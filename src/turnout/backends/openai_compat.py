@@ -11,6 +11,8 @@ same bytes, parsed only when it carries usage.
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -72,7 +74,19 @@ class OpenAICompatBackend(Backend):
             self._endpoint,
             max_connections=self.config.max_connections,
             connect_timeout=self._timeouts.connect,
+            ssl_context=self._tls_context() if self._endpoint.scheme == "https" else None,
         )
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The system's trust store (plus tls_ca_file); TLS 1.2 at least."""
+        context = ssl.create_default_context()
+        if self.config.tls_ca_file:
+            context.load_verify_locations(cafile=os.path.expanduser(self.config.tls_ca_file))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if not self.config.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     async def aclose(self) -> None:
         if self._pool is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 
 import click
 
@@ -52,6 +53,8 @@ def serve(
     port = server.port if port is None else port
     workers = workers or server.workers
     _ensure_master_key(config)
+    if workers > 1:
+        _share_metrics(config)
     if config.source:
         os.environ["TURNOUT_CONFIG"] = os.path.abspath(config.source)
     _banner(config, host, port)
@@ -73,6 +76,14 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=30,
     )
+
+
+def _share_metrics(config: Config) -> None:
+    """Workers write their metrics to one fresh folder so /metrics can sum them."""
+    folder = config.data_path / "metrics" / str(os.getpid())
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 def _ensure_master_key(config: Config) -> None:

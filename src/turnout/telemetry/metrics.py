@@ -1,17 +1,31 @@
 """Prometheus metrics, one registry per gateway. Label children are cached so the hot path
 costs a dict lookup and an increment; label sets are capped so that arbitrary
-``BACKEND/MODEL`` names cannot grow memory without bound."""
+``BACKEND/MODEL`` names cannot grow memory without bound.
+
+With several worker processes (``turnout serve --workers N``) the server sets
+``PROMETHEUS_MULTIPROC_DIR``: every worker writes its values there and ``/metrics``, whichever
+worker answers, reports the sum over all of them."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from turnout.telemetry.records import RequestRecord
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "MULTIPROC_ENV", "Metrics"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _MAX_LABEL_SETS = 2000
@@ -19,6 +33,7 @@ _MAX_LABEL_SETS = 2000
 
 class Metrics:
     def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -54,7 +69,10 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "turnout_in_flight_requests", "Requests being processed now.", registry=r
+            "turnout_in_flight_requests",
+            "Requests being processed now.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.dropped_log_records = Counter(
             "turnout_request_log_dropped",
@@ -93,4 +111,13 @@ class Metrics:
             self._child(self.backend_errors, backend, rec.error_code).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """A worker's live gauges stop counting when it exits."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
