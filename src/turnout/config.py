@@ -35,6 +35,8 @@ __all__ = [
     "BackendConfig",
     "Config",
     "Deployment",
+    "LocalConfig",
+    "LocalModelConfig",
     "ModelConfig",
     "ServerConfig",
     "Timeouts",
@@ -43,6 +45,10 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_NAME = "turnout.yaml"
+#: the built-in backend that serves in-process models
+LOCAL_BACKEND = "local"
+#: the demo model's public name
+DEMO_NAME = "local-demo"
 DEFAULT_PORT = 8400
 SECRET_FIELDS = frozenset({"api_key", "master_key"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -162,6 +168,38 @@ class ModelConfig(_Strict):
         return self
 
 
+class LocalModelConfig(_Strict):
+    """A model served in process from local files."""
+
+    engine: Literal["transformers", "llama_cpp"] = "transformers"
+    #: a model directory (transformers) or a .gguf file (llama_cpp), inside local.model_dirs
+    path: str
+    description: str = ""
+    #: engine options, e.g. num_blocks / max_batch_tokens (transformers), instances (llama_cpp)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LocalConfig(_Strict):
+    """In-process engines: the built-in backend ``local``."""
+
+    #: directories model files may come from (default: DATA_DIR/models)
+    model_dirs: list[str] = Field(default_factory=list)
+    #: seconds an idle model stays loaded; -1 keeps it loaded
+    keep_alive: float = 300.0
+    #: most models loaded at once; the least recently used is unloaded first
+    max_loaded: Annotated[int, Field(ge=1, le=1000)] = 3
+    #: generate and serve the demo model ``local-demo`` (default: on without a config file)
+    demo: bool | None = None
+    models: dict[str, LocalModelConfig] = Field(default_factory=dict)
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _keep_alive(cls, value: float) -> float:
+        if value < 0 and value != -1:
+            raise ValueError("use a number of seconds, or -1 to keep models loaded")
+        return value
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = DEFAULT_PORT
@@ -179,6 +217,7 @@ class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    local: LocalConfig = Field(default_factory=LocalConfig)
     #: the model used by /api/v1/predict and turnout.predict() when none is named
     default_model: str | None = None
     #: also register a backend per provider key found in the environment
@@ -186,10 +225,34 @@ class Config(_Strict):
     #: the file this was read from (None: built-in defaults)
     source: str | None = None
 
+    @property
+    def demo_enabled(self) -> bool:
+        return self.local.demo if self.local.demo is not None else self.source is None
+
+    @property
+    def local_names(self) -> set[str]:
+        """Names of the local models (the demo included when enabled)."""
+        names = set(self.local.models)
+        if self.demo_enabled:
+            names.add(DEMO_NAME)
+        return names
+
     @model_validator(mode="after")
     def _references(self) -> Config:
+        if LOCAL_BACKEND in self.backends and self.local_names:
+            raise ValueError(
+                f"backends.{LOCAL_BACKEND}: the name is reserved for in-process models when "
+                "local models are configured; rename the backend"
+            )
         for name, model in self.models.items():
             for i, dep in enumerate(model.deployments):
+                if dep.backend == LOCAL_BACKEND and LOCAL_BACKEND not in self.backends:
+                    if dep.model not in self.local_names:
+                        raise ValueError(
+                            f"models.{name}.deployments[{i}].model: no local model named "
+                            f"{dep.model!r}; define it under local.models"
+                        )
+                    continue
                 if dep.backend not in self.backends:
                     raise ValueError(
                         f"models.{name}.deployments[{i}].backend: no backend named "
@@ -206,6 +269,8 @@ class Config(_Strict):
 
     def _default_reachable(self) -> bool:
         name = self.default_model or ""
+        if name in self.local_names:
+            return True
         prefix, _, model = name.partition("/")
         backend = self.backends.get(prefix)
         return name in self.models or bool(model and backend and backend.passthrough)

@@ -6,13 +6,23 @@ The HTTP server, library mode (:func:`turnout.predict`) and future front doors a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import TracebackType
 from typing import Any
 
 from turnout.backends.base import Backend, RequestContext
+from turnout.backends.local.backend import LocalBackend
+from turnout.backends.local.registry import LocalRegistry
 from turnout.backends.openai_compat import OpenAICompatBackend
-from turnout.config import BackendConfig, Config, load_config
+from turnout.config import (
+    DEMO_NAME,
+    LOCAL_BACKEND,
+    BackendConfig,
+    Config,
+    LocalModelConfig,
+    load_config,
+)
 from turnout.router.router import Router
 from turnout.services.accounting import Accountant
 from turnout.services.inference import InferenceService
@@ -42,6 +52,10 @@ class Gateway:
                 on_drop=self.metrics.dropped_log_records.inc,
             )
         self.backends = {name: build_backend(name, b) for name, b in config.backends.items()}
+        self.local: LocalRegistry | None = None
+        if config.local_names:
+            self.local = LocalRegistry(config.local, config.data_path)
+            self.backends[LOCAL_BACKEND] = LocalBackend(LOCAL_BACKEND, self.local)
         self.router = Router(config, self.backends)
         self.inference = InferenceService(
             self.router,
@@ -56,10 +70,11 @@ class Gateway:
 
     @property
     def default_model(self) -> str | None:
+        """``default_model`` from the configuration, else the only model there is."""
         if self.config.default_model:
             return self.config.default_model
-        if len(self.config.models) == 1:
-            return next(iter(self.config.models))
+        if len(self.router.routes) == 1:
+            return next(iter(self.router.routes))
         return None
 
     @property
@@ -72,11 +87,27 @@ class Gateway:
         return RequestContext.create(request_id, self.request_timeout)
 
     async def start(self) -> None:
+        if self.local is not None and self.config.demo_enabled:
+            await self._prepare_demo(self.local)
         for backend in self.backends.values():
             await backend.start()
         if self.request_log is not None:
             await self.request_log.start()
         self.started = True
+
+    async def _prepare_demo(self, registry: LocalRegistry) -> None:
+        """Generate the demo model if it is not there yet, register it and load it."""
+        from turnout.backends.local.demo_model import ensure_demo_model
+
+        try:
+            path = await asyncio.to_thread(ensure_demo_model, registry.roots[0] / DEMO_NAME)
+        except ImportError:
+            log.warning(
+                "the demo model needs the transformers extra: pip install 'turnout[transformers]'"
+            )
+            return
+        registry.add(DEMO_NAME, LocalModelConfig(path=str(path)), demo=True)
+        await registry.load(DEMO_NAME)
 
     async def aclose(self) -> None:
         self.started = False

@@ -9,7 +9,7 @@ import shutil
 import click
 
 from turnout.cli.common import config_option, err_console, load_or_exit
-from turnout.config import Config
+from turnout.config import DEMO_NAME, Config
 from turnout.exceptions import ConfigError
 from turnout.policies.master_key import load_or_create_master_key
 
@@ -111,7 +111,8 @@ _NO_BACKENDS = "none - export OPENAI_API_KEY or write a turnout.yaml"
 def _banner(config: Config, host: str, port: int) -> None:
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"
-    model = config.default_model or next(iter(config.models), None)
+    local = sorted(config.local_names)
+    model = config.default_model or next(iter([*config.models, *local]), None)
     if model is None:
         model = next((f"{b}/MODEL" for b in config.backends), "MODEL")
     key_ref = "$TURNOUT_MASTER_KEY"
@@ -120,7 +121,12 @@ def _banner(config: Config, host: str, port: int) -> None:
     err_console.print(
         f"[bold]turnout[/] on {base}  ({config.source or 'built-in defaults'})\n"
         f"  backends: {', '.join(config.backends) or _NO_BACKENDS}\n"
-        f"  models:   {', '.join(config.models) or '-'}"
+        f"  models:   {', '.join([*config.models, *local]) or '-'}"
+        + (
+            f"\n            {DEMO_NAME} is the DEMO model: random weights, it writes nonsense"
+            if config.demo_enabled
+            else ""
+        )
         + "".join(f"\n            {b}/* (any model on {b})" for b in config.backends)
     )
     err_console.print(

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from turnout.backends.base import Backend, Chunk, RequestContext
-from turnout.config import Config
+from turnout.config import LOCAL_BACKEND, Config
 from turnout.exceptions import BackendError, ContextLengthExceeded, ModelNotFound
 
 __all__ = ["Route", "Router", "Target"]
 
 T = TypeVar("T")
 _MAX_DYNAMIC_ROUTES = 4096
+DEMO_NOTICE = "turnout demo model: random weights, it writes nonsense"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +63,21 @@ class Router:
             )
             for name, model in config.models.items()
         }
+        local = backends.get(LOCAL_BACKEND)
+        if local is not None:  # every local model is reachable under its own name
+            for name in sorted(config.local_names):
+                if name not in self.routes:
+                    spec = config.local.models.get(name)
+                    description = spec.description if spec else DEMO_NOTICE
+                    self.routes[name] = Route(name, (Target(local, name),), description)
         self._passthrough = {name for name, spec in config.backends.items() if spec.passthrough}
         self._dynamic: dict[str, Route] = {}
+
+    def add_local(self, name: str, description: str = "") -> None:
+        """Make a local model deployed at runtime reachable under its own name."""
+        local = self.backends.get(LOCAL_BACKEND)
+        if local is not None and name not in self.routes:
+            self.routes[name] = Route(name, (Target(local, name),), description)
 
     def resolve(self, name: str) -> Route:
         """The route for a public model name; ModelNotFound says what exists."""

@@ -27,11 +27,11 @@ class RouteSpec:
 
 
 def _table() -> tuple[dict[str, dict[str, RouteSpec]], list[tuple[str, dict[str, RouteSpec]]]]:
-    from turnout.server.routes import openai, ops, predict
+    from turnout.server.routes import admin, openai, ops, predict
 
     exact: dict[str, dict[str, RouteSpec]] = {}
     prefixed: list[tuple[str, dict[str, RouteSpec]]] = []
-    for spec in (*openai.ROUTES, *predict.ROUTES, *ops.ROUTES):
+    for spec in (*openai.ROUTES, *predict.ROUTES, *ops.ROUTES, *admin.ROUTES):
         if spec.path.endswith("/*"):
             prefixed.append((spec.path[:-1], {spec.method: spec}))
         else:

@@ -12,6 +12,7 @@ import orjson
 from turnout.backends.base import RequestContext, Result
 from turnout.exceptions import TurnoutError
 from turnout.gateway import Gateway
+from turnout.router.router import Route
 from turnout.server.errors import openai_sse_error
 from turnout.server.http import HttpRequest, JsonResponse, SseResponse
 from turnout.server.routes import RouteSpec
@@ -87,19 +88,26 @@ async def embeddings(gw: Gateway, req: HttpRequest) -> JsonResponse | SseRespons
     return _render(await gw.inference.embed(req.parsed, ctx), ctx)
 
 
-def _model_object(name: str) -> dict[str, object]:
-    return {"id": name, "object": "model", "created": _STARTED, "owned_by": "turnout"}
+def _model_object(route: Route) -> dict[str, object]:
+    model: dict[str, object] = {
+        "id": route.name,
+        "object": "model",
+        "created": _STARTED,
+        "owned_by": "turnout",
+    }
+    if route.description:  # turnout's extension, e.g. the demo model's label
+        model["description"] = route.description
+    return model
 
 
 async def list_models(gw: Gateway, req: HttpRequest) -> JsonResponse:
-    data = [_model_object(name) for name in gw.router.routes]
+    data = [_model_object(route) for route in gw.router.routes.values()]
     return JsonResponse(orjson.dumps({"object": "list", "data": data}))
 
 
 async def retrieve_model(gw: Gateway, req: HttpRequest) -> JsonResponse:
     name = req.path.removeprefix("/v1/models/")
-    route = gw.router.resolve(name)
-    return JsonResponse(orjson.dumps(_model_object(route.name)))
+    return JsonResponse(orjson.dumps(_model_object(gw.router.resolve(name))))
 
 
 ROUTES = (

@@ -1,0 +1,319 @@
+"""The transformers engine: a Hugging Face model directory (safetensors only) in process,
+served with transformers' own continuous batching (``init_continuous_batching``, paged
+attention): many concurrent requests share every forward pass, on CPU or GPU.
+
+Per request it honours ``max_tokens`` / ``max_completion_tokens``, ``temperature``, ``top_p``
+and ``stop``. Where continuous batching cannot do what a request asks, the request falls back
+to the sequential path (one request at a time, its own decode loop):
+
+- ``seed``: the batch shares one random generator, so seeded requests run sequentially with
+  their own ``torch.Generator`` (same seed, same text);
+- ``temperature: 0`` (greedy) is served in the batch as a very low temperature
+  (argmax for any practical purpose), not as a fallback.
+
+Cancellation (client gone) cancels the request inside the batch at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from turnout.backends.base import BackendRequest, Chunk, RequestContext
+from turnout.backends.local.chunks import ChunkBuilder, stop_position
+from turnout.backends.local.engine import Engine, EngineStats
+from turnout.backends.local.files import check_model_dir
+from turnout.exceptions import InvalidRequest, UpstreamError, UpstreamUnavailable
+
+__all__ = ["TransformersEngine"]
+
+log = logging.getLogger("turnout.engine.transformers")
+
+_GREEDY_TEMPERATURE = 1e-4
+_DEFAULT_MAX_TOKENS = 256
+_ids = itertools.count(1)
+
+
+@dataclass(slots=True)
+class _Params:
+    prompt_ids: list[int]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stops: list[str]
+    seed: int | None
+
+
+class TransformersEngine(Engine):
+    kind = "transformers"
+
+    def __init__(self, name: str, path: Path, options: dict[str, Any] | None = None) -> None:
+        super().__init__(name, path, options)
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.manager: Any = None
+        self.context_length = 0
+        self._active = 0
+        self._sequential = threading.Lock()
+        self._sequential_waiting = 0
+        self._memory = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        check_model_dir(self.path, kind="safetensors")
+        await asyncio.to_thread(self._load)
+
+    def _load(self) -> None:
+        import torch
+        from transformers import (
+            AutoModelForCausalLM,
+            AutoTokenizer,
+            ContinuousBatchingConfig,
+            GenerationConfig,
+        )
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.path,
+                local_files_only=True,
+                use_safetensors=True,
+                dtype=torch.float32 if self.options.get("device", "cpu") == "cpu" else "auto",
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise InvalidRequest(
+                f"Cannot load {self.path.name!r} with transformers: {_short(exc)}",
+                param="path",
+            ) from None
+        if self.tokenizer.chat_template is None:
+            raise InvalidRequest(
+                f"The model in {self.path.name!r} has no chat template; add one to its "
+                "tokenizer_config.json or chat_template.jinja.",
+                param="path",
+            )
+        config = self.model.config
+        self.context_length = int(getattr(config, "max_position_embeddings", 2048))
+        self._memory = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        generation = GenerationConfig(  # type: ignore[no-untyped-call]
+            do_sample=True,
+            temperature=0.7,  # not 1.0: otherwise no per-request temperature processor exists
+            top_p=0.9,
+            max_new_tokens=_DEFAULT_MAX_TOKENS,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        )
+        batching = ContinuousBatchingConfig(
+            per_request_processors=True,
+            num_blocks=int(self.options.get("num_blocks", 64)),
+            max_batch_tokens=int(self.options.get("max_batch_tokens", 2048)),
+            max_queue_size=0,
+        )
+        self.manager = self.model.init_continuous_batching(
+            generation_config=generation, continuous_batching_config=batching
+        )
+        self.manager.start()
+
+    async def unload(self) -> None:
+        manager, self.manager = self.manager, None
+        if manager is not None:
+            await asyncio.to_thread(manager.stop, True)
+        self.model = None
+        self.tokenizer = None
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            active=self._active,
+            queued=self._sequential_waiting,
+            memory_bytes=self._memory,
+            extra={"context_length": self.context_length, "batching": "continuous"},
+        )
+
+    # -- generation -------------------------------------------------------------------------
+
+    async def stream_chat(
+        self, request: BackendRequest, ctx: RequestContext
+    ) -> AsyncIterator[Chunk]:
+        if self.manager is None:
+            raise UpstreamUnavailable(f"Local model {self.name!r} is not loaded.")
+        params = self._params(request.body)
+        builder = ChunkBuilder(str(request.body.get("model", self.name)))
+        self._active += 1
+        try:
+            yield builder.role()
+            tokens = (
+                self._sequential_tokens(params)
+                if params.seed is not None
+                else self._batched_tokens(params, ctx)
+            )
+            async for chunk in self._decode(tokens, params, builder):
+                yield chunk
+        finally:
+            self._active -= 1
+
+    def _params(self, body: dict[str, Any]) -> _Params:
+        messages = body.get("messages") or []
+        try:
+            ids = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True
+            )
+        except Exception as exc:  # jinja errors, odd message shapes
+            raise InvalidRequest(f"Cannot apply the chat template: {_short(exc)}") from None
+        if hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        prompt = [int(t) for t in ids]
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or _DEFAULT_MAX_TOKENS
+        room = self.context_length - len(prompt)
+        if room <= 0:
+            raise InvalidRequest(
+                f"The prompt has {len(prompt)} tokens; {self.name!r} takes at most "
+                f"{self.context_length}.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        stop = body.get("stop") or []
+        temperature = body.get("temperature")
+        return _Params(
+            prompt_ids=prompt,
+            max_tokens=min(int(limit), room),
+            temperature=1.0 if temperature is None else float(temperature),
+            top_p=float(body.get("top_p") or 1.0),
+            stops=[stop] if isinstance(stop, str) else list(stop),
+            seed=body.get("seed"),
+        )
+
+    async def _batched_tokens(self, params: _Params, ctx: RequestContext) -> AsyncIterator[int]:
+        """Tokens of one request generated in the shared batch, as they come."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        rid = f"{ctx.request_id}-{next(_ids)}"
+        manager = self.manager
+        manager.register_result_handler(rid, queue.put_nowait)
+        manager.add_request(
+            input_ids=params.prompt_ids,
+            request_id=rid,
+            max_new_tokens=params.max_tokens,
+            streaming=True,
+            temperature=max(params.temperature, _GREEDY_TEMPERATURE),
+            top_p=params.top_p,
+        )
+        sent = 0
+        finished = False
+        try:
+            while not finished:
+                output = await queue.get()
+                if output.error:
+                    raise UpstreamError(f"Local model {self.name!r} failed: {output.error}")
+                finished = output.is_finished()
+                tokens = output.generated_tokens
+                for token in tokens[sent:]:
+                    yield int(token)
+                sent = len(tokens)
+        finally:
+            if not finished:
+                manager.cancel_request(rid)  # frees the request's blocks in the batch
+
+    async def _sequential_tokens(self, params: _Params) -> AsyncIterator[int]:
+        """Tokens from the sequential path (own decode loop, own generator), one request at
+        a time; generation runs in a thread and stops when the consumer goes away."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[int | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def run() -> None:
+            try:
+                with self._sequential:
+                    for token in self._decode_loop(params, stop):
+                        loop.call_soon_threadsafe(queue.put_nowait, token)
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+        self._sequential_waiting += 1
+        thread = threading.Thread(target=run, name=f"turnout-seq-{self.name}", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise UpstreamError(f"Local model {self.name!r} failed: {_short(item)}")
+                yield item
+        finally:
+            stop.set()
+            self._sequential_waiting -= 1
+
+    def _decode_loop(self, params: _Params, stop: threading.Event) -> Iterator[int]:
+        """Plain autoregressive sampling with a KV cache (the sequential path)."""
+        import torch
+
+        generator = torch.Generator().manual_seed(int(params.seed or 0))
+        eos = self.tokenizer.eos_token_id
+        ids = torch.tensor([params.prompt_ids])
+        past = None
+        with torch.no_grad():
+            for _ in range(params.max_tokens):
+                if stop.is_set():
+                    return
+                out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                token = _sample(out.logits[0, -1], params, generator)
+                if token == eos:
+                    return
+                yield token
+                ids = torch.tensor([[token]])
+
+    async def _decode(
+        self, tokens: AsyncIterator[int], params: _Params, builder: ChunkBuilder
+    ) -> AsyncIterator[Chunk]:
+        """Token ids to text deltas; stop sequences end the response early."""
+        generated: list[int] = []
+        text = ""
+        reason = "stop"
+        try:
+            async for token in tokens:
+                generated.append(token)
+                full = self.tokenizer.decode(generated, skip_special_tokens=True)
+                if full.endswith("\ufffd"):
+                    continue  # half of a multi-byte character: wait for the rest
+                cut = stop_position(full, params.stops)
+                if cut >= 0:
+                    if cut > len(text):
+                        yield builder.content(full[len(text) : cut])
+                    break
+                if len(full) > len(text):
+                    yield builder.content(full[len(text) :])
+                    text = full
+            else:
+                if len(generated) >= params.max_tokens:
+                    reason = "length"
+        finally:
+            aclose = getattr(tokens, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        yield builder.finish(reason)
+        yield builder.usage(len(params.prompt_ids), len(generated))
+
+
+def _sample(logits: Any, params: _Params, generator: Any) -> int:
+    import torch
+
+    if params.temperature <= 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
