@@ -85,6 +85,12 @@ class Gateway:
     def auth_headers(self, headers: Mapping[str, str] | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {MASTER_KEY}", **(headers or {})}
 
+    def request(
+        self, method: str, path: str, *, auth: bool = True, headers: Mapping[str, str] | None = None
+    ) -> rawhttp.RawResponse:
+        hdrs = self.auth_headers(headers) if auth else dict(headers or {})
+        return rawhttp.request(method, self.url + path, headers=hdrs)
+
     def get(
         self, path: str, *, auth: bool = True, headers: Mapping[str, str] | None = None
     ) -> rawhttp.RawResponse:
