@@ -35,6 +35,7 @@ __all__ = [
     "BackendConfig",
     "Config",
     "Deployment",
+    "LaunchConfig",
     "LocalConfig",
     "LocalModelConfig",
     "ModelConfig",
@@ -76,6 +77,26 @@ class Timeouts(_Strict):
     total: Annotated[float, Field(gt=0)] = 600.0
 
 
+class LaunchConfig(_Strict):
+    """An engine server that turnout starts, watches and restarts (vLLM, llama-server,
+    ollama serve, TGI): the backend then talks to it as to any OpenAI-compatible server."""
+
+    #: the command and its arguments, e.g. [vllm, serve, /models/qwen, --port, "8000"]
+    command: Annotated[list[str], Field(min_length=1)]
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    #: path on the backend's host answering 200 when the server is ready
+    health_path: str = "/health"
+    #: seconds to wait for the first healthy answer
+    startup_timeout: Annotated[float, Field(gt=0)] = 600.0
+    #: seconds between health checks once running
+    health_interval: Annotated[float, Field(gt=0)] = 5.0
+    #: restarts wait 1, 2, 4, ... seconds, at most this long
+    max_backoff: Annotated[float, Field(gt=0)] = 60.0
+    #: seconds a stopped server gets between SIGTERM and SIGKILL
+    stop_timeout: Annotated[float, Field(gt=0)] = 15.0
+
+
 class BackendConfig(_Strict):
     type: Literal["openai_compat"] = "openai_compat"
     preset: str = "openai_compat"
@@ -95,6 +116,8 @@ class BackendConfig(_Strict):
     tls_verify: bool = True
     #: a PEM bundle of extra CAs to trust (e.g. the private CA of an internal vLLM)
     tls_ca_file: str | None = None
+    #: start and supervise the engine server behind base_url (see LaunchConfig)
+    launch: LaunchConfig | None = None
 
     @field_validator("tls_ca_file")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from turnout.cli.config_cmd import config_group
+from turnout.cli.demo import demo_model
 from turnout.cli.models import models_group
 from turnout.cli.serve import serve
 
@@ -24,12 +25,14 @@ def cli() -> None:
       turnout serve --config turnout.yaml --port 9000
       turnout config check               # validate the configuration and exit
       turnout models list                # public model names and where they go
+      turnout demo-model ./local-demo    # generate the demo model (writes nonsense)
     """
 
 
 cli.add_command(serve)
 cli.add_command(models_group)
 cli.add_command(config_group)
+cli.add_command(demo_model)
 
 
 def main() -> None:

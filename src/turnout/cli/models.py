@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from typing import Any
 
 import click
 from rich.table import Table
 
 from turnout.cli.common import config_option, err_console, load_or_exit, out_console
+from turnout.config import DEMO_NAME
 
 
 @click.group("models")
@@ -51,6 +54,12 @@ def list_models(
         for name, m in config.models.items()
     ]
     rows += [
+        (name, f"local {spec.engine} model at {spec.path}")
+        for name, spec in config.local.models.items()
+    ]
+    if config.demo_enabled:
+        rows.append((DEMO_NAME, "local demo model (random weights, writes nonsense)"))
+    rows += [
         (f"{b}/*", f"any model on backend {b!r}")
         for b, s in config.backends.items()
         if s.passthrough
@@ -69,19 +78,118 @@ def list_models(
         )
 
 
-def _list_remote(url: str, api_key: str | None, as_json: bool) -> None:
-    request = urllib.request.Request(url.rstrip("/") + "/v1/models")  # noqa: S310
+def _call(
+    url: str,
+    api_key: str | None,
+    path: str,
+    *,
+    method: str = "GET",
+    body: Mapping[str, object] | None = None,
+    timeout: float = 10.0,
+) -> Any:
+    """One JSON request to a running gateway; errors are printed with what to do."""
+    data = json.dumps(body).encode() if body is not None else None
+    full = url.rstrip("/") + path
+    request = urllib.request.Request(full, data=data, method=method)  # noqa: S310
+    request.add_header("Content-Type", "application/json")
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
-            data = json.load(resp)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
+            return json.load(resp)
     except urllib.error.HTTPError as exc:
-        err_console.print(f"[red]{url} answered HTTP {exc.code}[/]; check --api-key.")
+        try:
+            message = json.load(exc)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {exc.code}"
+        hint = "; check --api-key" if exc.code == 401 else ""
+        err_console.print(f"[red]{url} refused:[/] {message}{hint}")
         raise SystemExit(1) from None
     except (urllib.error.URLError, OSError) as exc:
         err_console.print(f"[red]Cannot reach {url}[/]: {exc}; is the gateway running?")
         raise SystemExit(1) from None
+
+
+_URL = click.option(
+    "--url",
+    default="http://127.0.0.1:8400",
+    show_default=True,
+    help="The running gateway.",
+)
+_KEY = click.option(
+    "--api-key",
+    envvar="TURNOUT_API_KEY",
+    default=None,
+    help="An admin key (default: $TURNOUT_API_KEY).",
+)
+
+
+@models_group.command("deploy")
+@click.argument("name")
+@click.argument("path")
+@click.option(
+    "--engine",
+    type=click.Choice(["transformers", "llama_cpp"]),
+    default="transformers",
+    show_default=True,
+)
+@click.option("--option", "options", multiple=True, help="Engine option KEY=VALUE (repeatable).")
+@_URL
+@_KEY
+def deploy(
+    name: str, path: str, engine: str, options: tuple[str, ...], url: str, api_key: str | None
+) -> None:
+    """Load a local model into a running gateway and serve it as NAME.
+
+    PATH is a model directory (transformers, safetensors weights) or a .gguf file
+    (llama_cpp), inside the gateway's local.model_dirs.
+
+    \b
+    Examples:
+      turnout models deploy demo-copy local-demo
+      turnout models deploy qwen /srv/models/qwen2.5-0.5b --option num_blocks=128
+      turnout models deploy tiny tiny.gguf --engine llama_cpp --url http://10.0.0.5:8400
+    """
+    parsed: dict[str, object] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
+        parsed[key] = _number_or_text(value)
+    body = {"name": name, "path": path, "engine": engine, "options": parsed}
+    with err_console.status(f"loading {name} ..."):
+        state = _call(url, api_key, "/admin/models", method="POST", body=body, timeout=900)
+    memory = state.get("stats", {}).get("memory_bytes", 0) / 1e6
+    out_console.print(f"[green]deployed[/] {name} ({engine}, {memory:.1f} MB)")
+
+
+@models_group.command("unload")
+@click.argument("name")
+@_URL
+@_KEY
+def unload(name: str, url: str, api_key: str | None) -> None:
+    """Unload a local model from a running gateway (it loads again on its next request).
+
+    \b
+    Examples:
+      turnout models unload demo-copy
+    """
+    result = _call(url, api_key, f"/admin/models/{name}", method="DELETE")
+    state = "unloaded" if result.get("unloaded") else "was not loaded"
+    out_console.print(f"{name}: {state}")
+
+
+def _number_or_text(value: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _list_remote(url: str, api_key: str | None, as_json: bool) -> None:
+    data = _call(url, api_key, "/v1/models")
     names = [m["id"] for m in data.get("data", [])]
     if as_json:
         click.echo(json.dumps(names, indent=2))

@@ -17,15 +17,17 @@ Cancellation (client gone) cancels the request inside the batch at once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import logging
+import struct
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from turnout.backends.base import BackendRequest, Chunk, RequestContext
+from turnout.backends.base import BackendRequest, Chunk, RequestContext, Result, Usage
 from turnout.backends.local.chunks import ChunkBuilder, stop_position
 from turnout.backends.local.engine import Engine, EngineStats
 from turnout.backends.local.files import check_model_dir
@@ -62,6 +64,7 @@ class TransformersEngine(Engine):
         self._active = 0
         self._sequential = threading.Lock()
         self._sequential_waiting = 0
+        self._embedding_lock = threading.Lock()
         self._memory = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -126,6 +129,72 @@ class TransformersEngine(Engine):
             await asyncio.to_thread(manager.stop, True)
         self.model = None
         self.tokenizer = None
+
+    async def embed(self, request: BackendRequest, ctx: RequestContext) -> Result:
+        """Mean-pooled, L2-normalised last hidden states, in OpenAI's embedding format."""
+        if self.model is None:
+            raise UpstreamUnavailable(f"Local model {self.name!r} is not loaded.")
+        body = request.body
+        batches = self._embedding_inputs(body.get("input"))
+        hidden = int(self.model.config.hidden_size)
+        dims = body.get("dimensions") or hidden
+        if dims > hidden:
+            raise InvalidRequest(
+                f"{self.name!r} makes {hidden}-dimensional embeddings; ask for at most that.",
+                param="dimensions",
+            )
+        self._active += 1
+        try:
+            vectors = await asyncio.to_thread(self._embed, batches, dims)
+        finally:
+            self._active -= 1
+        tokens = sum(len(ids) for ids in batches)
+        base64 = body.get("encoding_format") == "base64"
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encode(v, base64)}
+            for i, v in enumerate(vectors)
+        ]
+        return Result(
+            data={
+                "object": "list",
+                "data": data,
+                "model": str(body.get("model", self.name)),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+            usage=Usage(tokens, 0),
+        )
+
+    def _embedding_inputs(self, raw: Any) -> list[list[int]]:
+        items = raw if isinstance(raw, list) else [raw]
+        if items and all(isinstance(t, int) for t in items):
+            items = [items]  # one input given as token ids
+        out = []
+        for item in items:
+            ids = (
+                self.tokenizer(item, add_special_tokens=True)["input_ids"]
+                if isinstance(item, str)
+                else [int(t) for t in item]
+            )
+            if not ids or len(ids) > self.context_length:
+                raise InvalidRequest(
+                    f"Each input must have 1 to {self.context_length} tokens.", param="input"
+                )
+            out.append(ids)
+        return out
+
+    def _embed(self, batches: list[list[int]], dims: int) -> list[list[float]]:
+        import torch
+
+        pad = self.tokenizer.pad_token_id or 0
+        width = max(len(ids) for ids in batches)
+        ids = torch.tensor([b + [pad] * (width - len(b)) for b in batches])
+        mask = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b in batches])
+        with self._embedding_lock, torch.no_grad():
+            states = self.model.get_decoder()(input_ids=ids, attention_mask=mask)
+        weights = mask.unsqueeze(-1).to(states.last_hidden_state.dtype)
+        pooled = (states.last_hidden_state * weights).sum(1) / weights.sum(1)
+        pooled = torch.nn.functional.normalize(pooled[:, :dims].float(), dim=-1)
+        return [[float(x) for x in row] for row in pooled.tolist()]
 
     def stats(self) -> EngineStats:
         return EngineStats(
@@ -299,6 +368,13 @@ class TransformersEngine(Engine):
                 await aclose()
         yield builder.finish(reason)
         yield builder.usage(len(params.prompt_ids), len(generated))
+
+
+def _encode(vector: list[float], base64_format: bool) -> list[float] | str:
+    """OpenAI's ``encoding_format``: floats, or little-endian float32 bytes in base64."""
+    if not base64_format:
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def _sample(logits: Any, params: _Params, generator: Any) -> int:
