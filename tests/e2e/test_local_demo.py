@@ -200,3 +200,47 @@ def test_bad_deploys_are_refused(
 
 def test_admin_needs_the_key(demo: Gateway) -> None:
     assert_error(demo.get("/admin/models", auth=False), 401)
+
+
+def test_embeddings_are_pooled_and_normalised(demo: Gateway) -> None:
+    client = demo.client()
+    texts = ["hello there", "a longer sentence about railway turnouts"]
+    floats = client.embeddings.create(model=DEMO, input=texts, encoding_format="float")
+    packed = client.embeddings.create(model=DEMO, input=texts)  # the SDK asks for base64
+    assert [e.index for e in floats.data] == [0, 1]
+    for a, b in zip(floats.data, packed.data, strict=True):
+        assert len(a.embedding) == 64  # the demo model's hidden size
+        assert abs(sum(x * x for x in a.embedding) - 1.0) < 1e-4
+        assert max(abs(x - y) for x, y in zip(a.embedding, b.embedding, strict=True)) < 1e-6
+    assert floats.data[0].embedding != floats.data[1].embedding
+    assert floats.usage.prompt_tokens == floats.usage.total_tokens > 0
+    short = client.embeddings.create(model=DEMO, input="hello there", dimensions=16)
+    assert len(short.data[0].embedding) == 16
+    assert abs(sum(x * x for x in short.data[0].embedding) - 1.0) < 1e-4
+
+
+def test_embedding_dimensions_beyond_the_model_are_refused(demo: Gateway) -> None:
+    resp = demo.post("/v1/embeddings", {"model": DEMO, "input": "x", "dimensions": 65})
+    assert_error(resp, 400, param="dimensions")
+
+
+def test_cli_deploy_and_unload(demo: Gateway, models_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    shutil.copytree(models_dir / DEMO, models_dir / "cli-copy", dirs_exist_ok=True)
+    env = {"TURNOUT_API_KEY": "sk-test-master", "PATH": "/usr/bin:/bin"}
+
+    def turnout(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "turnout", "models", *args, "--url", demo.url]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+    done = turnout("deploy", "cli-copy", "cli-copy", "--option", "num_blocks=8")
+    assert done.returncode == 0, done.stderr
+    assert "deployed cli-copy (transformers" in done.stdout
+    assert local_state(demo, "cli-copy")["loaded"] is True
+    done = turnout("unload", "cli-copy")
+    assert done.returncode == 0 and "cli-copy: unloaded" in done.stdout
+    refused = turnout("deploy", "evil", "../../etc")
+    assert refused.returncode == 1
+    assert "outside the model directories" in refused.stderr

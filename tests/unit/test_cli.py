@@ -193,17 +193,31 @@ def test_models_list_table(isolated: Path) -> None:
     ]
 
 
-def test_models_list_with_nothing_configured(isolated: Path) -> None:
+DEMO_ROW = {
+    "model": "local-demo",
+    "deployments": "local demo model (random weights, writes nonsense)",
+}
+
+
+def test_models_list_with_nothing_configured_is_the_demo(isolated: Path) -> None:
     result = invoke("models", "list")
     assert result.exit_code == 0
+    assert "local-demo" in one_line(result.stdout)
+    assert json.loads(invoke("models", "list", "--json").stdout) == [DEMO_ROW]
+
+
+def test_models_list_with_an_empty_config(isolated: Path) -> None:
+    path = write_config(isolated / "empty.yaml", {"server": {}})
+    result = invoke("models", "list", "--config", str(path))
+    assert result.exit_code == 0
     assert "No models: add backends and models to turnout.yaml" in one_line(result.stdout)
-    assert json.loads(invoke("models", "list", "--json").stdout) == []
 
 
 def test_models_list_from_environment_providers(isolated: Path) -> None:
     result = invoke("models", "list", "--json", env={"GROQ_API_KEY": "gsk-x"})
     assert json.loads(result.stdout) == [
-        {"model": "groq/*", "deployments": "any model on backend 'groq'"}
+        DEMO_ROW,
+        {"model": "groq/*", "deployments": "any model on backend 'groq'"},
     ]
 
 
