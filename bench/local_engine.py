@@ -1,0 +1,335 @@
+"""Local engine benchmark, measured the way ``vllm bench serve`` measures: TTFT, TPOT,
+end-to-end latency percentiles and output tokens/s, at several concurrency levels.
+
+Two comparisons, each inside one run:
+
+(a) the transformers engine served through the gateway (``turnout serve``, streaming via
+    the openai SDK) against the same engine called directly in-process — goal: under 5 %
+    lost output throughput;
+(b) continuous batching against sequential generation (the engine's one-at-a-time decode
+    loop, the path seeded requests take) at concurrency 16 — goal: at least 5x the aggregate
+    output tokens/s.
+
+The model is the demo model in its benchmark shape (Llama architecture, ~56M parameters,
+random weights: the values do not matter for speed), generated locally.
+
+    python bench/local_engine.py                  # everything, results in bench/results/
+    python bench/local_engine.py --requests 32 --max-tokens 64 --concurrency 1,4,16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+MASTER = "sk-bench-local"
+console = Console()
+
+WORDS = [
+    "the",
+    "gateway",
+    "routes",
+    "requests",
+    "between",
+    "hosted",
+    "APIs",
+    "and",
+    "local",
+    "models",
+    "with",
+    "low",
+    "latency",
+    "and",
+    "governs",
+    "them",
+    "with",
+    "keys",
+    "limits",
+    "caches",
+    "logs",
+    "metrics",
+    "and",
+    "cost",
+    "accounting",
+    "for",
+    "every",
+    "team",
+]
+
+
+@dataclass
+class Sample:
+    ttft: float
+    e2e: float
+    tokens: int
+
+
+@dataclass
+class Run:
+    target: str
+    concurrency: int
+    duration: float
+    samples: list[Sample] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        ttft = sorted(s.ttft for s in self.samples)
+        e2e = sorted(s.e2e for s in self.samples)
+        tpot = sorted((s.e2e - s.ttft) / (s.tokens - 1) for s in self.samples if s.tokens > 1)
+        tokens = sum(s.tokens for s in self.samples)
+        return {
+            "target": self.target,
+            "concurrency": self.concurrency,
+            "requests": len(self.samples),
+            "output_tokens": tokens,
+            "duration_s": round(self.duration, 3),
+            "output_tok_s": round(tokens / self.duration, 1),
+            "ttft_ms": _pcts(ttft),
+            "tpot_ms": _pcts(tpot),
+            "e2e_ms": _pcts(e2e),
+        }
+
+
+def _pcts(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+
+    def pct(p: float) -> float:
+        return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000
+
+    return {
+        "mean": round(statistics.fmean(values) * 1000, 2),
+        "p50": round(pct(50), 2),
+        "p90": round(pct(90), 2),
+        "p99": round(pct(99), 2),
+    }
+
+
+def prompts(n: int, words: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(words)) for _ in range(n)]
+
+
+# -------------------------------------------------------------------- the two targets
+
+
+async def run_direct(
+    engine: Any, texts: list[str], concurrency: int, max_tokens: int, *, sequential: bool
+) -> Run:
+    from turnout.backends.base import BackendRequest, RequestContext
+
+    run = Run("sequential" if sequential else "direct", concurrency, 0.0)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int, text: str) -> None:
+        body: dict[str, Any] = {
+            "model": "bench",
+            "messages": [{"role": "user", "content": text}],
+            "max_tokens": max_tokens,
+        }
+        if sequential:
+            body["seed"] = i  # seeded requests take the sequential decode loop
+        async with gate:
+            ctx = RequestContext.create(f"bench-{i}", 600)
+            start = time.perf_counter()
+            first = 0.0
+            tokens = 0
+            async for chunk in engine.stream_chat(BackendRequest(body), ctx):
+                data = chunk.data
+                if chunk.usage is not None:
+                    tokens = chunk.usage.completion_tokens
+                elif data["choices"] and data["choices"][0]["delta"].get("content") and not first:
+                    first = time.perf_counter() - start
+            run.samples.append(Sample(first, time.perf_counter() - start, tokens))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i, t) for i, t in enumerate(texts)))
+    run.duration = time.perf_counter() - started
+    return run
+
+
+async def run_gateway(url: str, texts: list[str], concurrency: int, max_tokens: int) -> Run:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=MASTER, max_retries=0)
+    run = Run("gateway", concurrency, 0.0)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(text: str) -> None:
+        async with gate:
+            start = time.perf_counter()
+            first = 0.0
+            tokens = 0
+            stream = await client.chat.completions.create(
+                model="bench",
+                messages=[{"role": "user", "content": text}],
+                max_tokens=max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    tokens = chunk.usage.completion_tokens
+                elif chunk.choices and chunk.choices[0].delta.content and not first:
+                    first = time.perf_counter() - start
+            run.samples.append(Sample(first, time.perf_counter() - start, tokens))
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(one(t) for t in texts))
+    finally:
+        await client.close()
+    run.duration = time.perf_counter() - started
+    return run
+
+
+def start_gateway(model_dir: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = {
+        "server": {"log_requests": True},
+        "local": {
+            "model_dirs": [str(model_dir.parent)],
+            "keep_alive": -1,
+            "models": {"bench": {"path": model_dir.name}},
+        },
+    }
+    path = workdir / "turnout.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "TURNOUT_MASTER_KEY": MASTER, "TURNOUT_HOME": str(workdir / "home")}
+    cmd = [sys.executable, "-m", "turnout", "serve", "--config", str(path), "--port", str(port)]
+    log = (workdir / "gateway.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as resp:
+                if resp.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"the gateway did not become ready; see {workdir / 'gateway.log'}")
+
+
+# ---------------------------------------------------------------------------- main
+
+
+async def bench(args: argparse.Namespace, model_dir: Path, workdir: Path) -> list[Run]:
+    from turnout.backends.local.transformers_engine import TransformersEngine
+
+    levels = [int(c) for c in args.concurrency.split(",")]
+    texts = prompts(args.requests, args.prompt_words)
+    warm = prompts(4, args.prompt_words, seed=1)
+    runs: list[Run] = []
+    engine = TransformersEngine("bench", model_dir, {"num_blocks": 128})
+    await engine.load()
+    proc, url = start_gateway(model_dir, workdir)
+    steps = len(levels) * 2 + 1
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task("benchmark", total=steps)
+            await run_direct(engine, warm, 4, 8, sequential=False)
+            await run_gateway(url, warm, 4, 8)
+            for c in levels:
+                progress.update(task, description=f"direct c={c}")
+                runs.append(await run_direct(engine, texts, c, args.max_tokens, sequential=False))
+                progress.advance(task)
+                progress.update(task, description=f"gateway c={c}")
+                runs.append(await run_gateway(url, texts, c, args.max_tokens))
+                progress.advance(task)
+            progress.update(task, description="sequential c=16")
+            runs.append(
+                await run_direct(engine, texts, max(levels), args.max_tokens, sequential=True)
+            )
+            progress.advance(task)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        await engine.unload()
+    return runs
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| target | c | requests | output tok/s | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) "
+        "| E2E p50 / p99 (ms) |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['target']} | {r['concurrency']} | {r['requests']} | {r['output_tok_s']} "
+            f"| {r['ttft_ms']['p50']} / {r['ttft_ms']['p99']} "
+            f"| {r['tpot_ms'].get('p50', '-')} / {r['tpot_ms'].get('p99', '-')} "
+            f"| {r['e2e_ms']['p50']} / {r['e2e_ms']['p99']} |"
+        )
+    by = {(r["target"], r["concurrency"]): r["output_tok_s"] for r in results}
+    lines += ["", "| goal | value | pass |", "|---|--:|:-:|"]
+    for c in sorted({r["concurrency"] for r in results if r["target"] == "gateway"}):
+        lost = 1 - by[("gateway", c)] / by[("direct", c)]
+        lines.append(
+            f"| (a) lost throughput through the gateway, c={c} | {lost:.1%} "
+            f"| {'✅' if lost < 0.05 else '❌'} |"
+        )
+    top = max(c for t, c in by if t == "sequential")
+    gain = by[("direct", top)] / by[("sequential", top)]
+    lines.append(
+        f"| (b) continuous batching / sequential, c={top} | {gain:.2f}x "
+        f"| {'✅' if gain >= 5 else '❌'} |"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--prompt-words", type=int, default=48)
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--out", type=Path, default=RESULTS / "local_engine.json")
+    args = parser.parse_args()
+    from turnout.backends.local.demo_model import DemoShape, generate_demo_model
+
+    with tempfile.TemporaryDirectory(prefix="turnout-bench-local-") as tmp:
+        workdir = Path(tmp)
+        with console.status("generating the benchmark model"):
+            model_dir = generate_demo_model(workdir / "models" / "bench", DemoShape.bench())
+        runs = asyncio.run(bench(args, model_dir, workdir))
+    results = [r.summary() for r in runs]
+    table = Table(*results[0].keys())
+    for r in results:
+        table.add_row(*(json.dumps(v) if isinstance(v, dict) else str(v) for v in r.values()))
+    console.print(table)
+    markdown = report(results)
+    console.print(markdown)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"args": vars(args) | {"out": str(args.out)}, "cpu_count": os.cpu_count()}
+    args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown + "\n")
+    console.print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
