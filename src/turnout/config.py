@@ -11,6 +11,7 @@ Every mistake raises :class:`~turnout.exceptions.ConfigError` naming the file, t
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -48,8 +49,16 @@ __all__ = [
 DEFAULT_CONFIG_NAME = "turnout.yaml"
 #: the built-in backend that serves in-process models
 LOCAL_BACKEND = "local"
-#: the demo model's public name
+#: the demo model's public names: the transformers engine, and the llama.cpp engine on the
+#: same model in GGUF form (served when llama-cpp-python is installed)
 DEMO_NAME = "local-demo"
+DEMO_GGUF_NAME = "local-demo-gguf"
+
+
+def llama_cpp_available() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
 DEFAULT_PORT = 8400
 SECRET_FIELDS = frozenset({"api_key", "master_key"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -258,6 +267,8 @@ class Config(_Strict):
         names = set(self.local.models)
         if self.demo_enabled:
             names.add(DEMO_NAME)
+            if llama_cpp_available():
+                names.add(DEMO_GGUF_NAME)
         return names
 
     @model_validator(mode="after")

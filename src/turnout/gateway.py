@@ -16,6 +16,7 @@ from turnout.backends.local.backend import LocalBackend
 from turnout.backends.local.registry import LocalRegistry
 from turnout.backends.openai_compat import OpenAICompatBackend
 from turnout.config import (
+    DEMO_GGUF_NAME,
     DEMO_NAME,
     LOCAL_BACKEND,
     BackendConfig,
@@ -97,7 +98,7 @@ class Gateway:
 
     async def _prepare_demo(self, registry: LocalRegistry) -> None:
         """Generate the demo model if it is not there yet, register it and load it."""
-        from turnout.backends.local.demo_model import ensure_demo_model
+        from turnout.backends.local.demo_model import GGUF_FILE, ensure_demo_model
 
         try:
             path = await asyncio.to_thread(ensure_demo_model, registry.roots[0] / DEMO_NAME)
@@ -108,6 +109,11 @@ class Gateway:
             return
         registry.add(DEMO_NAME, LocalModelConfig(path=str(path)), demo=True)
         await registry.load(DEMO_NAME)
+        gguf = path / GGUF_FILE
+        if DEMO_GGUF_NAME in self.config.local_names and gguf.is_file():
+            spec = LocalModelConfig(engine="llama_cpp", path=str(gguf))
+            registry.add(DEMO_GGUF_NAME, spec, demo=True)
+            await registry.load(DEMO_GGUF_NAME)
 
     async def aclose(self) -> None:
         self.started = False

@@ -4,6 +4,7 @@ driven by the openai SDK; the admin API deploys, unloads and refuses bad model f
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,16 @@ pytest.importorskip("transformers", reason="the transformers extra is not instal
 from tests.e2e.support import Gateway, assert_error, run_gateway
 
 DEMO = "local-demo"
+DEMO_GGUF = "local-demo-gguf"
+HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+ENGINES = [
+    pytest.param(DEMO, id="transformers"),
+    pytest.param(
+        DEMO_GGUF,
+        id="llama_cpp",
+        marks=pytest.mark.skipif(not HAS_LLAMA, reason="llama-cpp-python is not installed"),
+    ),
+]
 HELLO = [{"role": "user", "content": "hello there"}]
 
 
@@ -64,8 +75,9 @@ def test_demo_is_listed_and_labelled(demo: Gateway) -> None:
     assert local_state(demo, DEMO)["demo"] is True
 
 
-def test_chat_json(demo: Gateway, models_dir: Path) -> None:
-    reply = demo.client().chat.completions.create(model=DEMO, messages=HELLO, max_tokens=8)
+@pytest.mark.parametrize("model", ENGINES)
+def test_chat_json(demo: Gateway, model: str, models_dir: Path) -> None:
+    reply = demo.client().chat.completions.create(model=model, messages=HELLO, max_tokens=8)
     choice = reply.choices[0]
     assert choice.message.role == "assistant"
     assert reply.usage is not None
@@ -75,9 +87,10 @@ def test_chat_json(demo: Gateway, models_dir: Path) -> None:
         assert reply.usage.completion_tokens == 8
 
 
-def test_chat_stream_with_usage(demo: Gateway, models_dir: Path) -> None:
+@pytest.mark.parametrize("model", ENGINES)
+def test_chat_stream_with_usage(demo: Gateway, model: str, models_dir: Path) -> None:
     stream = demo.client().chat.completions.create(
-        model=DEMO,
+        model=model,
         messages=HELLO,
         max_tokens=12,
         stream=True,
@@ -94,22 +107,24 @@ def test_chat_stream_with_usage(demo: Gateway, models_dir: Path) -> None:
         assert usage.completion_tokens == 12
 
 
-def test_same_seed_same_text(demo: Gateway) -> None:
+@pytest.mark.parametrize("model", ENGINES)
+def test_same_seed_same_text(demo: Gateway, model: str) -> None:
     client = demo.client()
 
     def ask() -> str | None:
-        reply = client.chat.completions.create(model=DEMO, messages=HELLO, max_tokens=10, seed=3)
+        reply = client.chat.completions.create(model=model, messages=HELLO, max_tokens=10, seed=3)
         return reply.choices[0].message.content
 
     assert ask() == ask()
 
 
-def test_sixteen_concurrent_streams(demo: Gateway) -> None:
+@pytest.mark.parametrize("model", ENGINES)
+def test_sixteen_concurrent_streams(demo: Gateway, model: str) -> None:
     client = demo.async_client()
 
     async def one(i: int) -> tuple[str | None, int]:
         stream = await client.chat.completions.create(
-            model=DEMO,
+            model=model,
             messages=[{"role": "user", "content": f"request {i}"}],
             max_tokens=24,
             stream=True,
@@ -138,15 +153,16 @@ def test_sixteen_concurrent_streams(demo: Gateway) -> None:
             assert tokens == 24
 
 
-def test_disconnect_frees_the_slot(demo: Gateway) -> None:
+@pytest.mark.parametrize("model", ENGINES)
+def test_disconnect_frees_the_slot(demo: Gateway, model: str) -> None:
     client = demo.client(timeout=30.0)
     stream = client.chat.completions.create(
-        model=DEMO, messages=HELLO, max_tokens=4000, stream=True
+        model=model, messages=HELLO, max_tokens=4000, stream=True
     )
     next(iter(stream))
-    wait_until(lambda: local_state(demo, DEMO)["stats"]["active"] == 1)
+    wait_until(lambda: local_state(demo, model)["stats"]["active"] == 1)
     stream.close()  # the client goes away mid-generation
-    wait_until(lambda: local_state(demo, DEMO)["stats"]["active"] == 0)
+    wait_until(lambda: local_state(demo, model)["stats"]["active"] == 0)
 
 
 def test_deploy_unload_and_redeploy(demo: Gateway, models_dir: Path) -> None:

@@ -12,6 +12,7 @@ Needs the ``transformers`` extra (torch, transformers, safetensors, tokenizers).
 # ruff: noqa: S106  (bos_token= and friends are token strings, not passwords)
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,19 @@ def generate_demo_model(directory: str | Path, shape: DemoShape | None = None) -
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     _write_json(out / "turnout_demo.json", {"notice": DEMO_NOTICE, "seed": _SEED})
+    if gguf_available():
+        from turnout.backends.local.gguf_export import export_gguf
+
+        export_gguf(out, out / GGUF_FILE)
     return out
+
+
+#: the GGUF form of the demo model, next to the safetensors (needs the ``gguf`` package)
+GGUF_FILE = "model.gguf"
+
+
+def gguf_available() -> bool:
+    return importlib.util.find_spec("gguf") is not None
 
 
 def _train_tokenizer(vocab_size: int) -> Any:
@@ -149,7 +162,8 @@ def is_demo_model(directory: str | Path) -> bool:
 def ensure_demo_model(directory: str | Path) -> Path:
     """The demo model in ``directory``, generated there first if it is missing."""
     path = Path(directory)
-    if is_demo_model(path) and (path / "model.safetensors").is_file():
+    complete = is_demo_model(path) and (path / "model.safetensors").is_file()
+    if complete and (not gguf_available() or (path / GGUF_FILE).is_file()):
         return path
     return generate_demo_model(path)
 
