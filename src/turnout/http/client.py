@@ -7,10 +7,11 @@ together; this client costs about 30 µs because it does only what an upstream c
 What it does: one pool per origin with a connection cap and keep-alive reuse (LIFO, idle
 expiry), TLS with the system's trust store and SNI, Content-Length request bodies, chunked or
 sized or EOF-delimited response bodies, gzip/deflate decompression, flow control for
-streams, a connect timeout, a read timeout (the longest silence between two bytes) and an
-absolute deadline enforced by timers on the loop, and cancellation: a request whose task is
-cancelled aborts its connection, which stops the upstream. A reused keep-alive connection
-that the server closed before answering is retried once on a fresh connection.
+streams, a connect timeout, a read timeout (the longest silence between two bytes; time the
+reader is paused by flow control does not count) and an absolute deadline enforced by timers
+on the loop, and cancellation: a request whose task is cancelled aborts its connection, which
+stops the upstream. A reused keep-alive connection that the server closed before answering is
+retried once on a fresh connection.
 
 What it does not do (not needed for LLM upstreams): HTTP/2, proxies, cookies, redirects.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator
@@ -41,6 +43,7 @@ __all__ = [
 
 _HIGH_WATER = 512 * 1024
 _LOW_WATER = 128 * 1024
+_NO_LIMIT = sys.maxsize  # Response.read() wants the whole body: no flow control
 _IDLE_EXPIRY = 15.0
 
 
@@ -118,10 +121,12 @@ class _Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
+        self.high_water = _HIGH_WATER
         self.paused = False
         self.eof_body = False
         self._waiter: asyncio.Future[None] | None = None
         self._decoder: Any = None
+        self._compressed = False
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self._read_timeout = 0.0
@@ -147,7 +152,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.complete or self.error is not None:
             return
-        if self.headers_done and self.eof_body:
+        if self.headers_done and self.eof_body and exc is None:  # a reset is no end of body
             self._finish_body()
             return
         self._fail(
@@ -190,6 +195,7 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self._decoder is not None:
+            self._compressed = True
             try:
                 body = self._decoder.decompress(body)
             except zlib.error as exc:
@@ -199,7 +205,7 @@ class _Connection(asyncio.Protocol):
                 return
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
+        if self.buffered > self.high_water and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
         self._wake()
@@ -217,6 +223,9 @@ class _Connection(asyncio.Protocol):
             tail = self._decoder.flush()
             if tail:
                 self.chunks.append(tail)
+            if self._compressed and not self._decoder.eof:
+                self._fail(ProtocolError("the upstream's compressed response is truncated"))
+                return
         self.complete = True
         self._cancel_timer()
         self._wake()
@@ -233,6 +242,10 @@ class _Connection(asyncio.Protocol):
         now = self.loop.time()
         if now >= self._deadline:
             self._fail(TimeoutError_("the request deadline passed"))
+        elif self.paused:  # the consumer is behind (flow control), not the upstream silent
+            self._timer = self.loop.call_at(
+                min(self._deadline, now + self._read_timeout), self._tick
+            )
         elif now - self._last_data >= self._read_timeout:
             self._fail(TimeoutError_(f"no data from the upstream for {self._read_timeout:g} s"))
         else:
@@ -270,10 +283,16 @@ class _Connection(asyncio.Protocol):
     def take(self) -> bytes:
         chunk = self.chunks.popleft()
         self.buffered -= len(chunk)
-        if self.paused and self.buffered < _LOW_WATER and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
+        if self.paused and self.buffered < _LOW_WATER:
+            self.resume()
         return chunk
+
+    def resume(self) -> None:
+        """Read from the socket again; the read timeout counts from now."""
+        self.paused = False
+        self._last_data = self.loop.time()
+        if self.transport is not None:
+            self.transport.resume_reading()
 
     def abort(self) -> None:
         self.closed = True
@@ -305,6 +324,9 @@ class Response:
     async def read(self) -> bytes:
         """The whole body; the connection goes back to the pool."""
         conn = self._conn
+        conn.high_water = _NO_LIMIT
+        if conn.paused:
+            conn.resume()
         try:
             while not conn.complete:
                 await conn.wait()
@@ -432,11 +454,18 @@ class Pool:
         try:
             async with asyncio.timeout_at(deadline):
                 await waiter
-        except TimeoutError:
-            raise TimeoutError_("no upstream connection became free before the deadline") from None
-        finally:
+        except BaseException as exc:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
+            elif waiter.done() and not waiter.cancelled():
+                # woken for a free connection but leaving (cancelled, or the deadline came at
+                # the same time): pass the wake-up on, or the next waiter sleeps on
+                self._wake_waiter()
+            if isinstance(exc, TimeoutError):
+                raise TimeoutError_(
+                    "no upstream connection became free before the deadline"
+                ) from None
+            raise
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection:
         limit = min(loop.time() + self.connect_timeout, deadline)
@@ -461,6 +490,8 @@ class Pool:
 
     def release(self, conn: _Connection) -> None:
         if conn.reusable and not self._closed:
+            if conn.paused:  # closed with chunks unread: the next exchange must read
+                conn.resume()
             conn.idle_since = conn.loop.time()
             self._idle.append(conn)
         else:

@@ -12,15 +12,21 @@ class SSEDecoder:
     ``retry:`` fields are dropped. LF, CRLF and CR line endings, and events split anywhere
     across chunks, are handled."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_cr")
 
     def __init__(self) -> None:
-        self._buf = b""
+        self._buf = b""  # the start of an event, line endings already LF
+        self._cr = False  # the last chunk ended with a CR: a LF first in the next one is its pair
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if self._cr and chunk:
+            self._cr = False
+            if chunk[0] == 10:  # b"\n"
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            self._cr = chunk[-1] == 13  # b"\r"
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buf = self._buf + chunk if self._buf else chunk
-        if b"\r" in buf:
-            buf = _normalise(buf)
         out: list[bytes] = []
         start = 0
         while True:
@@ -36,16 +42,9 @@ class SSEDecoder:
 
     def close(self) -> list[bytes]:
         """Payloads of a last event the stream did not terminate with a blank line."""
-        rest, self._buf = self._buf.strip(b"\n"), b""
+        rest, self._buf, self._cr = self._buf.strip(b"\n"), b"", False
         payload = _data(rest) if rest else None
         return [payload] if payload is not None else []
-
-
-def _normalise(buf: bytes) -> bytes:
-    """CRLF and CR to LF, keeping a trailing CR that may be the first half of a CRLF."""
-    tail = b"\r" if buf.endswith(b"\r") else b""
-    body = buf[:-1] if tail else buf
-    return body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + tail
 
 
 def _data(event: bytes) -> bytes | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,9 +151,23 @@ def _train_tokenizer(vocab_size: int) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    lines = [line for line in _CORPUS.splitlines() if line.strip()]
-    tokenizer.train_from_iterator(lines * 8, trainer)
+    lines = [line for line in _CORPUS.splitlines() if line.strip()] * 8
+    if vocab_size > 1024:
+        lines += _pseudo_words(vocab_size)
+    tokenizer.train_from_iterator(lines, trainer)
     return tokenizer
+
+
+def _pseudo_words(vocab_size: int) -> list[str]:
+    """A seeded corpus of made-up words, big enough for BPE to learn ``vocab_size`` tokens
+    (the built-in text alone stops at a few hundred)."""
+    rng = random.Random(_SEED)  # noqa: S311 - reproducible made-up words, not secrets
+    syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"] + ["th", "sh", "ng"]
+    lines = max(2000, vocab_size // 2)
+    return [
+        " ".join("".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(20))
+        for _ in range(lines)
+    ]
 
 
 def is_demo_model(directory: str | Path) -> bool:
