@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,9 +137,11 @@ def run_gateway(
     *,
     config: Mapping[str, Any] | None,
     env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[Gateway]:
     """Start ``python -m turnout serve`` in ``workdir`` on a free loopback port, wait for
-    /readyz, yield it, terminate it. ``config=None`` starts it without ``--config``."""
+    /readyz, yield it, terminate it. ``config=None`` starts it without ``--config``;
+    ``args`` are more command-line arguments (``("--workers", "2")``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "turnout-home"
     home.mkdir(exist_ok=True)
@@ -149,7 +151,7 @@ def run_gateway(
         config_path = workdir / "gateway-config.yaml"
         config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
         cmd += ["--config", str(config_path)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), *args]
     log_path = workdir / "gateway.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -13,6 +13,19 @@ Behaviour is deterministic:
 * embeddings are :func:`fake_embedding` vectors (values k/1024, exact in float32), as floats or,
   with ``encoding_format: base64``, little-endian float32 bytes in base64, like OpenAI.
 
+Optional transport features: ``FakeUpstream(ssl_context=...)`` serves HTTPS (``base_url`` is
+then ``https://...``); setting ``compression`` to "gzip" or "deflate" compresses every JSON and
+SSE response of a request whose Accept-Encoding allows it (``RecordedRequest.content_encoding``
+says what was sent); ``reset()`` turns it off again.
+
+``GET /health`` answers 200 ``{"status": "ok"}`` (the health endpoint of vLLM and
+llama-server); ``healthy_from`` / ``unhealthy_from`` (``time.monotonic()`` values) make it
+answer 503 before / from that moment.
+
+Run as a process (an engine server for the supervisor's tests): ``python -m tests.fakes --port
+P`` from the repository root; ``--help`` lists the options (a slow start, a health endpoint that
+fails for a while or from some point on, exiting after N requests, ignoring SIGTERM).
+
 Faults are scripted per request: :meth:`FakeUpstream.enqueue` makes the next matching
 request(s) misbehave, :meth:`FakeUpstream.failing` makes every matching request misbehave
 while the ``with`` block is open. Every request is recorded (:class:`RecordedRequest`), and
@@ -21,21 +34,27 @@ a client that goes away while a response is in progress sets ``RecordedRequest.d
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
 import hashlib
 import itertools
 import json
+import os
+import signal
 import socket
+import ssl
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.web import ContentCoding
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
 DEFAULT_EMBEDDING_DIMENSIONS = 8
@@ -230,6 +249,7 @@ class RecordedRequest:
     disconnected: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     server_reset: bool = False  # the fake itself cut the connection (ResetMidStream)
+    content_encoding: str | None = None  # the response was compressed (FakeUpstream.compression)
 
     @property
     def authorization(self) -> str | None:
@@ -248,9 +268,22 @@ def _norm_path(path: str | None) -> str | None:
 class FakeUpstream:
     """The fake server. Use as a context manager, or ``start()`` / ``stop()``."""
 
-    def __init__(self, *, models: tuple[str, ...] = DEFAULT_MODELS) -> None:
+    def __init__(
+        self,
+        *,
+        models: tuple[str, ...] = DEFAULT_MODELS,
+        ssl_context: ssl.SSLContext | None = None,
+        port: int = 0,
+    ) -> None:
         self.models = models
+        self.ssl_context = ssl_context
+        #: "gzip" or "deflate": compress responses for clients that accept it (see module doc)
+        self.compression: str | None = None
         self.port = 0
+        self._bind_port = port
+        #: GET /health answers 503 before this time.monotonic() value / from this one on
+        self.healthy_from: float | None = None
+        self.unhealthy_from: float | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue: list[tuple[str | None, Fault]] = []
@@ -267,7 +300,8 @@ class FakeUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -316,7 +350,7 @@ class FakeUpstream:
             app, handler_cancellation=True, shutdown_timeout=2.0, access_log=None
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self._bind_port, ssl_context=self.ssl_context)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
@@ -355,6 +389,7 @@ class FakeUpstream:
             self._sticky = None
             self._requests.clear()
             self._disconnects = 0
+        self.compression = None
 
     def pending_faults(self) -> int:
         with self._lock:
@@ -508,6 +543,8 @@ class FakeUpstream:
                 return await self._completions(request, rec)
             if route == ("POST", "/v1/embeddings"):
                 return await self._embeddings(request, rec)
+            if route == ("GET", "/health"):
+                return self._health(rec)
             if route == ("GET", "/v1/models"):
                 return self._json(rec, self._models_list())
             if request.method == "GET" and request.path.startswith("/v1/models/"):
@@ -519,6 +556,15 @@ class FakeUpstream:
             _error_body(f"Invalid URL ({request.method} {request.path})"),
             status=404,
         )
+
+    def _health(self, rec: RecordedRequest) -> web.Response:
+        now = time.monotonic()
+        down = (self.healthy_from is not None and now < self.healthy_from) or (
+            self.unhealthy_from is not None and now >= self.unhealthy_from
+        )
+        if down:
+            return self._json(rec, {"status": "unavailable"}, status=503)
+        return self._json(rec, {"status": "ok"})
 
     async def _wait_until_stopped(self) -> None:
         assert self._stopping is not None
@@ -535,12 +581,27 @@ class FakeUpstream:
         rec.status = status
         if isinstance(payload.get("usage"), dict):
             rec.response_usage = payload["usage"]
-        return web.Response(
+        resp = web.Response(
             status=status,
             body=json.dumps(payload).encode(),
             content_type="application/json",
             headers={**self._openai_headers(), **(headers or {})},
         )
+        self._maybe_compress(rec, resp)
+        return resp
+
+    def _maybe_compress(self, rec: RecordedRequest, resp: web.StreamResponse) -> None:
+        """Compress ``resp`` with ``self.compression`` if the client accepts that coding."""
+        coding = self.compression
+        if coding is None:
+            return
+        accepted = {
+            part.split(";")[0].strip().lower()
+            for part in rec.headers.get(hdrs.ACCEPT_ENCODING.lower(), "").split(",")
+        }
+        if coding in accepted:
+            resp.enable_compression(force=ContentCoding(coding))
+            rec.content_encoding = coding
 
     def _openai_headers(self) -> dict[str, str]:
         return {"x-request-id": f"req_fake{next(self._ids):08d}", "openai-processing-ms": "1"}
@@ -751,6 +812,7 @@ class FakeUpstream:
     async def _start_sse(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
         resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **self._openai_headers()})
         rec.status = 200
+        self._maybe_compress(rec, resp)
         await resp.prepare(request)
         return resp
 
@@ -834,3 +896,66 @@ class FakeUpstream:
             if self._stopping.is_set():
                 break
         return resp
+
+
+# ------------------------------------------------------------------- as a process
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.fakes``: the fake as a child process, like an engine server."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakes", description="A fake OpenAI-compatible engine server."
+    )
+    parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1")
+    parser.add_argument("--startup-delay", type=float, default=0.0, help="seconds before listening")
+    parser.add_argument("--wait-for-file", help="listen only once this file exists")
+    parser.add_argument("--unhealthy-for", type=float, help="GET /health is 503 for S seconds")
+    parser.add_argument("--healthy-for", type=float, help="then GET /health is 503 for good")
+    parser.add_argument("--exit-after", type=int, help="exit after N requests (not /health)")
+    parser.add_argument("--exit-code", type=int, default=0, help="with --exit-after")
+    parser.add_argument("--pid-file", help="append the process id to this file at start")
+    parser.add_argument("--ignore-sigterm", action="store_true", help="only SIGKILL stops it")
+    args = parser.parse_args(argv)
+
+    # a plain flag: Event.set() in a signal handler can deadlock with Event.wait() in progress
+    stopping: list[int] = []
+
+    def stop_wait(seconds: float) -> bool:
+        """Sleep up to ``seconds``; whether SIGTERM came."""
+        deadline = time.monotonic() + seconds
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(min(0.02, seconds))
+        return bool(stopping)
+
+    if args.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
+    if args.pid_file:
+        with open(args.pid_file, "a") as file:
+            file.write(f"{os.getpid()}\n")
+    print(f"fake engine: starting, pid {os.getpid()}", flush=True)
+    if stop_wait(args.startup_delay):
+        return
+    while args.wait_for_file and not os.path.exists(args.wait_for_file):
+        if stop_wait(0.02):
+            return
+    server = FakeUpstream(port=args.port).start()
+    now = time.monotonic()
+    if args.unhealthy_for is not None:
+        server.healthy_from = now + args.unhealthy_for
+    if args.healthy_for is not None:
+        server.unhealthy_from = (server.healthy_from or now) + args.healthy_for
+    print(f"fake engine: listening on {server.url}", flush=True)
+
+    def served() -> int:
+        return sum(1 for r in server.requests if r.path != "/health" and r.finished.is_set())
+
+    code = 0
+    while not stop_wait(0.02):
+        if args.exit_after is not None and served() >= args.exit_after:
+            print(f"fake engine: served {args.exit_after} requests, exiting", flush=True)
+            code = args.exit_code
+            break
+    server.stop()
+    sys.exit(code)

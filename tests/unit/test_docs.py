@@ -13,7 +13,15 @@ from pydantic import BaseModel
 
 from turnout import exceptions
 from turnout.backends.presets import PRESETS
-from turnout.config import BackendConfig, Config, Deployment, ModelConfig, ServerConfig, Timeouts
+from turnout.config import (
+    BackendConfig,
+    Config,
+    Deployment,
+    LaunchConfig,
+    ModelConfig,
+    ServerConfig,
+    Timeouts,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -138,6 +146,7 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (ServerConfig, ""),
     (BackendConfig, ""),
     (Timeouts, "timeout."),
+    (LaunchConfig, "launch."),
     (ModelConfig, ""),
     (Deployment, "deployments[]."),
     (Config, ""),

@@ -29,6 +29,7 @@ from turnout.backends.base import (
 )
 from turnout.backends.errors import client_errors, status_error
 from turnout.backends.presets import get_preset
+from turnout.backends.supervisor import Supervisor
 from turnout.config import BackendConfig
 from turnout.exceptions import (
     BackendError,
@@ -66,6 +67,8 @@ class OpenAICompatBackend(Backend):
         self._headers = _header_block(self._default_headers())
         self._heads: dict[tuple[str, str, str], bytes] = {}
         self._pool: Pool | None = None
+        #: runs the engine server behind base_url when the config has ``launch:``
+        self.supervisor: Supervisor | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -76,6 +79,15 @@ class OpenAICompatBackend(Backend):
             connect_timeout=self._timeouts.connect,
             ssl_context=self._tls_context() if self._endpoint.scheme == "https" else None,
         )
+        if self.config.launch is not None:
+            # returns at once: until the engine is healthy, requests fail fast with 503
+            self.supervisor = Supervisor(
+                self.name,
+                self.config.launch,
+                self._base,
+                ssl_context=self._tls_context() if self._endpoint.scheme == "https" else None,
+            )
+            await self.supervisor.start()
 
     def _tls_context(self) -> ssl.SSLContext:
         """The system's trust store (plus tls_ca_file); TLS 1.2 at least."""
@@ -92,6 +104,8 @@ class OpenAICompatBackend(Backend):
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
+        if self.supervisor is not None:
+            await self.supervisor.aclose()
 
     def _default_headers(self) -> dict[str, str]:
         headers = {
@@ -163,6 +177,14 @@ class OpenAICompatBackend(Backend):
         return [str(m.get("id")) for m in data["data"] if isinstance(m, dict)]
 
     async def check_health(self) -> None:
+        supervisor = self.supervisor
+        if supervisor is not None and supervisor.state != "healthy":
+            status = supervisor.status()
+            raise UpstreamUnavailable(
+                f"Backend {self.name!r}: its engine server is {status.state} "
+                f"(restarts: {status.restarts}, last exit code: {status.last_exit_code}).",
+                backend=self.name,
+            )
         await self.list_models()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -222,9 +244,13 @@ class OpenAICompatBackend(Backend):
                         chunk = self._chunk(payload)
                         chunk.more = i < last
                         yield chunk
-                for payload in decoder.close():
-                    if payload != b"[DONE]":
-                        yield self._chunk(payload)
+                for payload in decoder.close():  # a last event without its blank line
+                    if payload == b"[DONE]":
+                        finished = True
+                        return
+                    if _FINISH_MARKERS[0] in payload or _FINISH_MARKERS[1] in payload:
+                        finished = True
+                    yield self._chunk(payload)
         finally:
             resp.close()
         if not finished:
