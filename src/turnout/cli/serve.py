@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 
@@ -12,6 +11,7 @@ from turnout.cli.common import config_option, err_console, load_or_exit
 from turnout.config import DEMO_NAME, Config
 from turnout.exceptions import ConfigError
 from turnout.policies.master_key import load_or_create_master_key
+from turnout.telemetry.logging import LOG_LEVEL_ENV, configure_logging
 
 
 @click.command()
@@ -58,9 +58,8 @@ def serve(
     if config.source:
         os.environ["TURNOUT_CONFIG"] = os.path.abspath(config.source)
     _banner(config, host, port)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    os.environ[LOG_LEVEL_ENV] = log_level
+    configure_logging(log_level)
     uvicorn.run(
         "turnout.server.app:create_app_from_env",
         factory=True,

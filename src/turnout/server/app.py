@@ -27,6 +27,7 @@ from turnout.server.http import (
     SseResponse,
 )
 from turnout.server.routes import PREFIX_ROUTES, ROUTES, RouteSpec
+from turnout.telemetry.logging import configure_logging
 
 __all__ = ["TurnoutApp", "create_app", "create_app_from_env"]
 
@@ -235,5 +236,7 @@ def create_app(config: Config | None = None, gateway: Gateway | None = None) -> 
 
 
 def create_app_from_env() -> TurnoutApp:
-    """Factory for ``uvicorn --factory``: configuration from $TURNOUT_CONFIG and defaults."""
+    """Factory for ``uvicorn --factory``: configuration from $TURNOUT_CONFIG and defaults.
+    Runs in every worker process, so logging is set up here too."""
+    configure_logging()
     return create_app(load_config())
