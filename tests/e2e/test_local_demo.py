@@ -260,3 +260,22 @@ def test_cli_deploy_and_unload(demo: Gateway, models_dir: Path) -> None:
     refused = turnout("deploy", "evil", "../../etc")
     assert refused.returncode == 1
     assert "outside the model directories" in refused.stderr
+
+
+@pytest.mark.parametrize("model", ENGINES)
+def test_stop_sequence_ends_the_text_before_it(demo: Gateway, model: str) -> None:
+    client = demo.client()
+
+    def ask(**extra: Any) -> tuple[str, str | None]:
+        reply = client.chat.completions.create(
+            model=model, messages=HELLO, max_tokens=30, seed=11, **extra
+        )
+        return reply.choices[0].message.content or "", reply.choices[0].finish_reason
+
+    full, _ = ask()
+    stop = next((full[i : i + 3] for i in range(4, len(full) - 3) if full[i : i + 3].strip()), None)
+    if stop is None:
+        pytest.skip(f"the seeded text {full!r} has no usable stop candidate")
+    text, reason = ask(stop=[stop])
+    assert reason == "stop"
+    assert text == full[: full.find(stop)]

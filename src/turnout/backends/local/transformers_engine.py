@@ -257,8 +257,11 @@ class TransformersEngine(Engine):
             seed=body.get("seed"),
         )
 
-    async def _batched_tokens(self, params: _Params, ctx: RequestContext) -> AsyncIterator[int]:
-        """Tokens of one request generated in the shared batch, as they come."""
+    async def _batched_tokens(
+        self, params: _Params, ctx: RequestContext
+    ) -> AsyncIterator[list[int]]:
+        """New tokens of one request generated in the shared batch, as they come (all
+        that arrived since the last wake-up, together)."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
         rid = f"{ctx.request_id}-{next(_ids)}"
         manager = self.manager
@@ -276,18 +279,20 @@ class TransformersEngine(Engine):
         try:
             while not finished:
                 output = await queue.get()
+                while not queue.empty():  # outputs are cumulative: the latest says it all
+                    output = queue.get_nowait()
                 if output.error:
                     raise UpstreamError(f"Local model {self.name!r} failed: {output.error}")
                 finished = output.is_finished()
                 tokens = output.generated_tokens
-                for token in tokens[sent:]:
-                    yield int(token)
+                if len(tokens) > sent:
+                    yield [int(t) for t in tokens[sent:]]
                 sent = len(tokens)
         finally:
             if not finished:
                 manager.cancel_request(rid)  # frees the request's blocks in the batch
 
-    async def _sequential_tokens(self, params: _Params) -> AsyncIterator[int]:
+    async def _sequential_tokens(self, params: _Params) -> AsyncIterator[list[int]]:
         """Tokens from the sequential path (own decode loop, own generator), one request at
         a time; generation runs in a thread and stops when the consumer goes away."""
         loop = asyncio.get_running_loop()
@@ -313,7 +318,7 @@ class TransformersEngine(Engine):
                     return
                 if isinstance(item, BaseException):
                     raise UpstreamError(f"Local model {self.name!r} failed: {_short(item)}")
-                yield item
+                yield [item]
         finally:
             stop.set()
             self._sequential_waiting -= 1
@@ -339,35 +344,75 @@ class TransformersEngine(Engine):
                 ids = torch.tensor([[token]])
 
     async def _decode(
-        self, tokens: AsyncIterator[int], params: _Params, builder: ChunkBuilder
+        self, batches: AsyncIterator[list[int]], params: _Params, builder: ChunkBuilder
     ) -> AsyncIterator[Chunk]:
-        """Token ids to text deltas; stop sequences end the response early."""
-        generated: list[int] = []
+        """Token ids to text deltas, one chunk per batch of tokens. Text that may be the
+        start of a stop sequence is held back until it is known not to be; a stop sequence
+        ends the response without being sent."""
+        detok = _Detokenizer(self.tokenizer)
+        count = 0
         text = ""
-        reason = "stop"
+        sent = 0
+        reason = "length"
         try:
-            async for token in tokens:
-                generated.append(token)
-                full = self.tokenizer.decode(generated, skip_special_tokens=True)
-                if full.endswith("\ufffd"):
-                    continue  # half of a multi-byte character: wait for the rest
-                cut = stop_position(full, params.stops)
+            async for batch in batches:
+                count += len(batch)
+                text += detok.add(batch)
+                cut = stop_position(text, params.stops)
                 if cut >= 0:
-                    if cut > len(text):
-                        yield builder.content(full[len(text) : cut])
+                    if cut > sent:
+                        yield builder.content(text[sent:cut])
+                    reason = "stop"
                     break
-                if len(full) > len(text):
-                    yield builder.content(full[len(text) :])
-                    text = full
+                safe = len(text) - _held_back(text, params.stops)
+                if safe > sent:
+                    yield builder.content(text[sent:safe])
+                    sent = safe
             else:
-                if len(generated) >= params.max_tokens:
-                    reason = "length"
+                if len(text) > sent:
+                    yield builder.content(text[sent:])
+                if count < params.max_tokens:
+                    reason = "stop"  # the model ended it (end-of-sequence token)
         finally:
-            aclose = getattr(tokens, "aclose", None)
+            aclose = getattr(batches, "aclose", None)
             if aclose is not None:
                 await aclose()
         yield builder.finish(reason)
-        yield builder.usage(len(params.prompt_ids), len(generated))
+        yield builder.usage(len(params.prompt_ids), count)
+
+
+class _Detokenizer:
+    """Incremental detokenisation: each call decodes a short window, not the whole text, and
+    holds back bytes that do not make a whole character yet."""
+
+    __slots__ = ("ids", "prefix", "read", "tokenizer")
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix = 0
+        self.read = 0
+
+    def add(self, tokens: list[int]) -> str:
+        self.ids.extend(tokens)
+        decode = self.tokenizer.decode
+        before = decode(self.ids[self.prefix : self.read], skip_special_tokens=True)
+        after = decode(self.ids[self.prefix :], skip_special_tokens=True)
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.prefix, self.read = self.read, len(self.ids)
+            return str(after[len(before) :])
+        return ""
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """Length of the longest end of ``text`` that is the beginning of a stop sequence."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest
 
 
 def _encode(vector: list[float], base64_format: bool) -> list[float] | str:
