@@ -8,13 +8,15 @@ local and hosted streams alike.
 
 from __future__ import annotations
 
+import base64
 import os
+import struct
 import time
 from typing import Any
 
 from turnout.backends.base import Chunk, Usage
 
-__all__ = ["ChunkBuilder", "stop_position"]
+__all__ = ["ChunkBuilder", "encode_embedding", "held_back", "short_error", "stop_position"]
 
 
 class ChunkBuilder:
@@ -63,3 +65,28 @@ def stop_position(text: str, stops: list[str]) -> int:
     """Where the first stop sequence starts in ``text``, or -1."""
     positions = [p for p in (text.find(s) for s in stops if s) if p >= 0]
     return min(positions) if positions else -1
+
+
+def held_back(text: str, stops: list[str]) -> int:
+    """How many characters at the end of ``text`` could be the beginning of a stop sequence
+    (they wait until the next tokens show whether it is one)."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest
+
+
+def encode_embedding(vector: list[float], base64_format: bool) -> list[float] | str:
+    """OpenAI's ``encoding_format``: floats, or little-endian float32 bytes in base64."""
+    if not base64_format:
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def short_error(exc: BaseException) -> str:
+    """The first line of an engine library's error, for a message a caller can read."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

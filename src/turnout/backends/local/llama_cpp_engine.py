@@ -36,7 +36,6 @@ and normalised).
 from __future__ import annotations
 
 import asyncio
-import base64
 import codecs
 import contextlib
 import datetime
@@ -52,7 +51,13 @@ from pathlib import Path
 from typing import Any
 
 from turnout.backends.base import BackendRequest, Chunk, RequestContext, Result
-from turnout.backends.local.chunks import ChunkBuilder, stop_position
+from turnout.backends.local.chunks import (
+    ChunkBuilder,
+    encode_embedding,
+    held_back,
+    short_error,
+    stop_position,
+)
 from turnout.backends.local.engine import Engine, EngineStats
 from turnout.exceptions import (
     InvalidRequest,
@@ -401,7 +406,7 @@ class LlamaCppEngine(Engine):
                     return
                 elif kind == _ERROR:
                     raise UpstreamError(
-                        f"Local model {self.name!r} failed: {_short(event[1])}"
+                        f"Local model {self.name!r} failed: {short_error(event[1])}"
                     ) from event[1]
         finally:
             job.cancel("cancelled")  # no-op when the thread has finished
@@ -421,7 +426,7 @@ class LlamaCppEngine(Engine):
             text = self._template.render(**variables)
         except Exception as exc:  # jinja errors, raise_exception(), odd message shapes
             raise InvalidRequest(
-                f"Cannot apply the chat template: {_short(exc)}", param="messages"
+                f"Cannot apply the chat template: {short_error(exc)}", param="messages"
             ) from None
         llama = self._instances[0].llama
         tokens: list[int] = llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
@@ -478,7 +483,7 @@ class LlamaCppEngine(Engine):
                         pending = pending[:cut]
                         reason = "stop"
                         break
-                    hold = len(pending) - _partial_stop(pending, stops)
+                    hold = len(pending) - held_back(pending, stops)
                     ready, pending = pending[:hold], pending[hold:]
                 else:
                     ready, pending = pending, ""
@@ -567,7 +572,11 @@ class LlamaCppEngine(Engine):
         async with asyncio.timeout_at(ctx.deadline):
             vectors, count = await asyncio.to_thread(run)
         data = [
-            {"object": "embedding", "index": i, "embedding": _encode(v, encoding)}
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": encode_embedding(v, encoding == "base64"),
+            }
             for i, v in enumerate(vectors)
         ]
         usage = {"prompt_tokens": int(count), "total_tokens": int(count)}
@@ -660,17 +669,6 @@ def _int_option(options: dict[str, Any], key: str, default: int, *, minimum: int
     return value
 
 
-def _partial_stop(text: str, stops: list[str]) -> int:
-    """How many characters at the end of ``text`` could begin a stop sequence."""
-    longest = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:size]):
-                longest = size
-                break
-    return longest
-
-
 def _compile_template(llama: Any) -> Any:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -695,7 +693,7 @@ def _compile_template(llama: Any) -> Any:
         return env.from_string(source)
     except Exception as exc:
         raise InvalidRequest(
-            f"The GGUF file's chat template does not compile: {_short(exc)}", param="path"
+            f"The GGUF file's chat template does not compile: {short_error(exc)}", param="path"
         ) from None
 
 
@@ -703,14 +701,3 @@ def _token_text(llama: Any, token: int) -> str:
     if token < 0:
         return ""
     return str(llama._model.token_get_text(token))
-
-
-def _encode(vector: list[float], encoding: str) -> Any:
-    if encoding == "float":
-        return vector
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]

@@ -17,10 +17,8 @@ Cancellation (client gone) cancels the request inside the batch at once.
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import logging
-import struct
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -28,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from turnout.backends.base import BackendRequest, Chunk, RequestContext, Result, Usage
-from turnout.backends.local.chunks import ChunkBuilder, stop_position
+from turnout.backends.local.chunks import (
+    ChunkBuilder,
+    encode_embedding,
+    held_back,
+    short_error,
+    stop_position,
+)
 from turnout.backends.local.engine import Engine, EngineStats
 from turnout.backends.local.files import check_model_dir
 from turnout.exceptions import InvalidRequest, UpstreamError, UpstreamUnavailable
@@ -92,7 +96,7 @@ class TransformersEngine(Engine):
             )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise InvalidRequest(
-                f"Cannot load {self.path.name!r} with transformers: {_short(exc)}",
+                f"Cannot load {self.path.name!r} with transformers: {short_error(exc)}",
                 param="path",
             ) from None
         if self.tokenizer.chat_template is None:
@@ -151,7 +155,7 @@ class TransformersEngine(Engine):
         tokens = sum(len(ids) for ids in batches)
         base64 = body.get("encoding_format") == "base64"
         data = [
-            {"object": "embedding", "index": i, "embedding": _encode(v, base64)}
+            {"object": "embedding", "index": i, "embedding": encode_embedding(v, base64)}
             for i, v in enumerate(vectors)
         ]
         return Result(
@@ -233,7 +237,7 @@ class TransformersEngine(Engine):
                 messages, add_generation_prompt=True, tokenize=True
             )
         except Exception as exc:  # jinja errors, odd message shapes
-            raise InvalidRequest(f"Cannot apply the chat template: {_short(exc)}") from None
+            raise InvalidRequest(f"Cannot apply the chat template: {short_error(exc)}") from None
         if hasattr(ids, "keys"):
             ids = ids["input_ids"]
         prompt = [int(t) for t in ids]
@@ -317,7 +321,7 @@ class TransformersEngine(Engine):
                 if item is None:
                     return
                 if isinstance(item, BaseException):
-                    raise UpstreamError(f"Local model {self.name!r} failed: {_short(item)}")
+                    raise UpstreamError(f"Local model {self.name!r} failed: {short_error(item)}")
                 yield [item]
         finally:
             stop.set()
@@ -364,7 +368,7 @@ class TransformersEngine(Engine):
                         yield builder.content(text[sent:cut])
                     reason = "stop"
                     break
-                safe = len(text) - _held_back(text, params.stops)
+                safe = len(text) - held_back(text, params.stops)
                 if safe > sent:
                     yield builder.content(text[sent:safe])
                     sent = safe
@@ -404,24 +408,6 @@ class _Detokenizer:
         return ""
 
 
-def _held_back(text: str, stops: list[str]) -> int:
-    """Length of the longest end of ``text`` that is the beginning of a stop sequence."""
-    longest = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:size]):
-                longest = size
-                break
-    return longest
-
-
-def _encode(vector: list[float], base64_format: bool) -> list[float] | str:
-    """OpenAI's ``encoding_format``: floats, or little-endian float32 bytes in base64."""
-    if not base64_format:
-        return vector
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
 def _sample(logits: Any, params: _Params, generator: Any) -> int:
     import torch
 
@@ -433,8 +419,3 @@ def _sample(logits: Any, params: _Params, generator: Any) -> int:
         keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
         probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
     return int(torch.multinomial(probs, 1, generator=generator))
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
