@@ -288,3 +288,42 @@ def test_stop_sequence_ends_the_text_before_it(demo: Gateway, model: str) -> Non
     text, reason = ask(stop=[stop])
     assert reason == "stop"
     assert text == full[: full.find(stop)]
+
+
+def test_deploy_and_unload_while_other_requests_run(demo: Gateway, models_dir: Path) -> None:
+    import threading
+
+    shutil.copytree(models_dir / DEMO, models_dir / "busy-copy", dirs_exist_ok=True)
+    client = demo.client(timeout=60.0)
+    results: list[tuple[str | None, int]] = []
+
+    def long_stream() -> None:
+        stream = client.chat.completions.create(
+            model=DEMO,
+            messages=HELLO,
+            max_tokens=300,
+            stream=True,
+            stream_options={"include_usage": True},
+            temperature=0,
+        )
+        reason, tokens = None, -1
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].finish_reason:
+                reason = chunk.choices[0].finish_reason
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+        results.append((reason, tokens))
+
+    workers = [threading.Thread(target=long_stream) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    wait_until(lambda: local_state(demo, DEMO)["stats"]["active"] >= 1)
+    resp = demo.post("/admin/models", {"name": "busy-copy", "path": "busy-copy"})
+    assert resp.status == 201, resp.text
+    reply = client.chat.completions.create(model="busy-copy", messages=HELLO, max_tokens=3)
+    assert reply.choices
+    assert demo.request("DELETE", "/admin/models/busy-copy").json()["unloaded"] is True
+    for worker in workers:
+        worker.join(timeout=60)
+    assert len(results) == 3
+    assert all(reason in ("stop", "length") and tokens >= 0 for reason, tokens in results)
