@@ -163,6 +163,8 @@ class TurnoutApp:
         try:
             async for frame in events:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
+        except Exception:  # the status line is out: end the stream, never start a second one
+            log.exception("stream %s failed after it started", req.request_id)
         finally:
             await events.aclose()
         watch.stop()

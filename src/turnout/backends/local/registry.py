@@ -18,6 +18,7 @@ from pathlib import Path
 
 from turnout.backends.local.engine import Engine, EngineStats
 from turnout.backends.local.files import resolve_model_path
+from turnout.backends.local.hub import download_from_hub, is_hub_ref, parse_ref
 from turnout.config import LocalConfig, LocalModelConfig
 from turnout.exceptions import ModelNotFound
 
@@ -89,8 +90,13 @@ class LocalRegistry:
             engine = self._engines.get(name)
             if engine is not None:
                 return engine
+            if is_hub_ref(spec.path):
+                parse_ref(spec.path)  # a bad id is refused before any work
+                raw = str(await asyncio.to_thread(download_from_hub, spec.path, self.roots[0]))
+            else:
+                raw = spec.path
+            path = resolve_model_path(raw, self.roots)
             await self._make_room()
-            path = resolve_model_path(spec.path, self.roots)
             engine = _engine(spec.engine)(name, path, spec.options)
             started = time.monotonic()
             await engine.load()
