@@ -122,7 +122,8 @@ def _banner(config: Config, host: str, port: int) -> None:
         f"  backends: {', '.join(config.backends) or _NO_BACKENDS}\n"
         f"  models:   {', '.join([*config.models, *local]) or '-'}"
         + (
-            f"\n            {DEMO_NAME} is the DEMO model: random weights, it writes nonsense"
+            f"\n            {' and '.join(n for n in local if n.startswith(DEMO_NAME))}: the DEMO "
+            "model (random weights, it writes nonsense)"
             if config.demo_enabled
             else ""
         )
