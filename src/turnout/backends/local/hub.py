@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,12 +105,16 @@ def download_from_hub(ref: str, root: Path) -> Path:
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     log.info("downloading %s from %s into %s", hub.label, endpoint, target)
     try:
-        downloaded = snapshot_download(
-            hub.repo_id,
-            revision=hub.revision,
-            local_dir=target,
-            allow_patterns=ALLOW_PATTERNS,
-        )
+        try:
+            downloaded = snapshot_download(
+                hub.repo_id,
+                revision=hub.revision,
+                local_dir=target,
+                allow_patterns=ALLOW_PATTERNS,
+            )
+        except BaseException:
+            _remove_if_empty(target, root)
+            raise
     except errors.GatedRepoError:
         raise InvalidRequest(
             f"{hub.repo_id!r} on the Hugging Face Hub is gated: accept its terms on the Hub and "
@@ -158,10 +163,22 @@ def download_from_hub(ref: str, root: Path) -> Path:
         ) from None
     except (httpx2.HTTPError, errors.FileMetadataError, ConnectionError, TimeoutError) as exc:
         raise UpstreamUnavailable(
-            f"Cannot download {hub.label!r} from the Hugging Face Hub ({endpoint}): "
-            f"{_short(exc)}."
+            f"Cannot download {hub.label!r} from the Hugging Face Hub ({endpoint}): {_short(exc)}."
         ) from None
     return Path(downloaded)
+
+
+def _remove_if_empty(target: Path, root: Path) -> None:
+    """A failed first download leaves only huggingface_hub's bookkeeping (``.cache``): remove
+    it, so that a later attempt without the network is not taken for a complete copy."""
+    if not target.is_dir():
+        return
+    if any(p.is_file() for p in target.rglob("*") if ".cache" not in p.relative_to(target).parts):
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    for parent in (target.parent, target.parent.parent):  # hub/ORG--NAME, hub
+        if parent != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
 
 
 def _short(exc: BaseException) -> str:

@@ -1,0 +1,137 @@
+"""Models from the Hugging Face Hub (``path: hf:ORG/NAME[@REVISION]``) through the real gateway
+and the real ``huggingface_hub`` client, against a fake Hub on loopback (HF_ENDPOINT)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("transformers", reason="the transformers extra is not installed")
+pytest.importorskip("huggingface_hub", reason="huggingface_hub is not installed")
+
+from tests.e2e.support import Gateway, assert_error, free_port, run_gateway
+from tests.fakes.hub import FakeHub
+
+HELLO = [{"role": "user", "content": "hello there"}]
+
+
+def config(workdir: Path) -> dict[str, Any]:
+    # demo: a local model, so that local models (and the admin API) are on
+    return {"local": {"demo": True, "keep_alive": -1, "model_dirs": [str(workdir / "models")]}}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
+    from turnout.backends.local.demo_model import generate_demo_model
+
+    repo = generate_demo_model(tmp_path_factory.mktemp("hub-repo") / "tiny")
+    # a pickle next to the safetensors: it must never be downloaded
+    (repo / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    (repo / "README.md").write_text("# tiny\n")
+    with FakeHub() as fake:
+        fake.add_repo("acme/tiny", repo, revisions=("v1",))
+        yield fake
+
+
+def hub_env(workdir: Path, endpoint: str) -> dict[str, str]:
+    return {
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(workdir / "hf-home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_ETAG_TIMEOUT": "5",
+        "HF_TOKEN": "",
+    }
+
+
+@pytest.fixture(scope="module")
+def gateway(hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    workdir = tmp_path_factory.mktemp("hub-gateway")
+    with run_gateway(workdir, config=config(workdir), env=hub_env(workdir, hub.url)) as gw:
+        yield gw
+
+
+def models_dir(gateway: Gateway) -> Path:
+    return Path(gateway.log_path).parent / "models"
+
+
+def test_deploy_from_the_hub(gateway: Gateway, hub: FakeHub) -> None:
+    resp = gateway.post("/admin/models", {"name": "tiny", "path": "hf:acme/tiny"})
+    assert resp.status == 201, resp.text + gateway.log()
+    state = resp.json()
+    assert state["loaded"] is True and state["path"] == "hf:acme/tiny"
+
+    reply = gateway.client().chat.completions.create(model="tiny", messages=HELLO, max_tokens=4)
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.usage is not None and reply.usage.prompt_tokens > 0
+
+    target = models_dir(gateway) / "hub" / "acme--tiny" / "main"
+    assert (target / "model.safetensors").is_file()
+    assert (target / "config.json").is_file()
+    assert (target / "tokenizer.json").is_file()
+    assert not (target / "pytorch_model.bin").exists()
+    assert not (target / "README.md").exists()
+    downloads = [r for r in hub.requests if "/resolve/" in r]
+    assert downloads and not any(r.endswith(".bin") for r in downloads)
+
+
+def test_deploy_a_revision(gateway: Gateway) -> None:
+    resp = gateway.post("/admin/models", {"name": "tiny-v1", "path": "hf:acme/tiny@v1"})
+    assert resp.status == 201, resp.text
+    assert (models_dir(gateway) / "hub" / "acme--tiny" / "v1" / "model.safetensors").is_file()
+    reply = gateway.client().chat.completions.create(model="tiny-v1", messages=HELLO, max_tokens=2)
+    assert reply.choices
+
+
+def test_unknown_repository(gateway: Gateway) -> None:
+    resp = gateway.post("/admin/models", {"name": "ghost", "path": "hf:acme/ghost"})
+    error = assert_error(resp, 400, param="path")
+    assert "No model 'acme/ghost' on the Hugging Face Hub" in error["message"]
+    assert not (models_dir(gateway) / "hub" / "acme--ghost").exists()  # nothing left behind
+
+
+def test_unknown_revision(gateway: Gateway) -> None:
+    resp = gateway.post("/admin/models", {"name": "ghost", "path": "hf:acme/tiny@nope"})
+    error = assert_error(resp, 400, param="path")
+    assert "no revision 'nope'" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "path", ["hf:", "hf:../x", "hf:a/b/c", "hf:acme", "hf:/etc/passwd", "hf:acme/..", "hf:a/b@"]
+)
+def test_bad_ids(gateway: Gateway, hub: FakeHub, path: str) -> None:
+    before = len(hub.requests)
+    resp = gateway.post("/admin/models", {"name": "bad", "path": path})
+    error = assert_error(resp, 400, param="path")
+    assert "hf:ORG/NAME" in error["message"]
+    assert len(hub.requests) == before  # refused before asking the hub
+
+
+def test_the_gateway_keeps_serving(gateway: Gateway) -> None:
+    gateway.post("/admin/models", {"name": "tiny", "path": "hf:acme/tiny"})
+    reply = gateway.client().chat.completions.create(model="tiny", messages=HELLO, max_tokens=2)
+    assert reply.choices
+
+
+def test_hub_unreachable(tmp_path: Path) -> None:
+    workdir = tmp_path / "gw"
+    closed = f"http://127.0.0.1:{free_port()}"
+    with run_gateway(workdir, config=config(workdir), env=hub_env(workdir, closed)) as gw:
+        resp = gw.post("/admin/models", {"name": "tiny", "path": "hf:acme/tiny"})
+        error = assert_error(resp, 503)
+        assert "Hugging Face Hub" in error["message"] and "unreachable" in error["message"]
+        assert closed in error["message"]
+
+
+def test_offline_without_a_copy(tmp_path: Path, hub: FakeHub) -> None:
+    workdir = tmp_path / "gw"
+    env = {**hub_env(workdir, hub.url), "HF_HUB_OFFLINE": "1"}
+    with run_gateway(workdir, config=config(workdir), env=env) as gw:
+        resp = gw.post("/admin/models", {"name": "tiny", "path": "hf:acme/tiny"})
+        error = assert_error(resp, 400, param="path")
+        assert "HF_HUB_OFFLINE" in error["message"]
+    shutil.rmtree(workdir, ignore_errors=True)
