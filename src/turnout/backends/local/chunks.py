@@ -15,8 +15,16 @@ import time
 from typing import Any
 
 from turnout.backends.base import Chunk, Usage
+from turnout.exceptions import InvalidRequest
 
-__all__ = ["ChunkBuilder", "encode_embedding", "held_back", "short_error", "stop_position"]
+__all__ = [
+    "ChunkBuilder",
+    "encode_embedding",
+    "held_back",
+    "room_for_output",
+    "short_error",
+    "stop_position",
+]
 
 
 class ChunkBuilder:
@@ -90,3 +98,17 @@ def short_error(exc: BaseException) -> str:
     """The first line of an engine library's error, for a message a caller can read."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
+
+
+def room_for_output(name: str, prompt_tokens: int, context: int) -> int:
+    """Tokens left for the answer in a ``context``-token window; InvalidRequest
+    (context_length_exceeded) when the prompt leaves none."""
+    room = context - prompt_tokens
+    if room <= 0:
+        raise InvalidRequest(
+            f"The prompt has {prompt_tokens} tokens; {name!r} takes at most {context - 1} "
+            f"(its context is {context}).",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    return room

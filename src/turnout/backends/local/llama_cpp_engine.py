@@ -55,6 +55,7 @@ from turnout.backends.local.chunks import (
     ChunkBuilder,
     encode_embedding,
     held_back,
+    room_for_output,
     short_error,
     stop_position,
 )
@@ -338,14 +339,7 @@ class LlamaCppEngine(Engine):
                 param="logit_bias",
             )
         prompt = self._prompt(params)
-        room = self.n_ctx - len(prompt)
-        if room <= 0:
-            raise InvalidRequest(
-                f"The prompt has {len(prompt)} tokens; {self.name!r} takes at most "
-                f"{self.n_ctx - 1} (its context is {self.n_ctx}).",
-                param="messages",
-                code="context_length_exceeded",
-            )
+        room = room_for_output(self.name, len(prompt), self.n_ctx)
         limit = params.max_tokens or _DEFAULT_MAX_TOKENS
         builder = ChunkBuilder(str(request.body.get("model", self.name)))
         loop = asyncio.get_running_loop()

@@ -30,6 +30,7 @@ from turnout.backends.local.chunks import (
     ChunkBuilder,
     encode_embedding,
     held_back,
+    room_for_output,
     short_error,
     stop_position,
 )
@@ -242,14 +243,7 @@ class TransformersEngine(Engine):
             ids = ids["input_ids"]
         prompt = [int(t) for t in ids]
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or _DEFAULT_MAX_TOKENS
-        room = self.context_length - len(prompt)
-        if room <= 0:
-            raise InvalidRequest(
-                f"The prompt has {len(prompt)} tokens; {self.name!r} takes at most "
-                f"{self.context_length}.",
-                param="messages",
-                code="context_length_exceeded",
-            )
+        room = room_for_output(self.name, len(prompt), self.context_length)
         stop = body.get("stop") or []
         temperature = body.get("temperature")
         return _Params(
