@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["RequestRecord"]
@@ -26,6 +26,12 @@ class RequestRecord:
     ttft: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: what the privacy policy did (allow, local, redact, block) when something was found
+    privacy: str | None = None
+    #: the sensitive categories found in the prompt (never the values)
+    privacy_categories: list[str] = field(default_factory=list)
+    #: one entry per try: {"deployment": "backend/model", "error": code or None, "latency": s}
+    tries: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
