@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -37,9 +38,11 @@ __all__ = [
     "Config",
     "Deployment",
     "LaunchConfig",
+    "LimitsConfig",
     "LocalConfig",
     "LocalModelConfig",
     "ModelConfig",
+    "RateLimitRule",
     "ServerConfig",
     "Timeouts",
     "find_config_file",
@@ -60,7 +63,8 @@ def llama_cpp_available() -> bool:
 
 
 DEFAULT_PORT = 8400
-SECRET_FIELDS = frozenset({"api_key", "master_key"})
+SECRET_FIELDS = frozenset({"api_key", "master_key", "redis_url"})
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
@@ -232,6 +236,69 @@ class LocalConfig(_Strict):
         return value
 
 
+class RateLimitRule(_Strict):
+    """Limits for one subject (a client IP; later an API key). Unset: no limit of that kind."""
+
+    #: requests per minute, refilled evenly (one every 60/N seconds)
+    requests_per_minute: Annotated[int | None, Field(ge=1)] = None
+    #: requests allowed at once from a full bucket (default: requests_per_minute)
+    burst: Annotated[int | None, Field(ge=1)] = None
+    #: prompt + completion tokens per minute (max_tokens reserved up front, then settled)
+    tokens_per_minute: Annotated[int | None, Field(ge=1)] = None
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> RateLimitRule:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("set requests_per_minute and/or tokens_per_minute, or remove the rule")
+        if self.burst is not None and self.requests_per_minute is None:
+            raise ValueError("burst needs requests_per_minute; set it too")
+        return self
+
+
+class LimitsConfig(_Strict):
+    """Rate limits, counted in memory or in Redis shared by every replica."""
+
+    #: the limit for each client IP address (None: no per-IP limit)
+    per_ip: RateLimitRule | None = None
+    #: proxies (CIDRs) whose X-Forwarded-For names the client; others are not believed
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: shared counts in Redis (redis://, rediss://, unix://); $TURNOUT_REDIS_URL overrides
+    redis_url: SecretStr | None = None
+    #: seconds to connect to Redis or wait for its answer
+    redis_timeout: Annotated[float, Field(gt=0, le=10)] = 0.25
+    #: when Redis fails: "local" counts in memory, "closed" refuses requests (503)
+    on_redis_error: Literal["local", "closed"] = "local"
+    #: share of each limit one replica allows while counting locally (1/replicas: the sum holds)
+    fallback_share: Annotated[float, Field(gt=0, le=1)] = 1.0
+    #: seconds Redis is left alone after a failure before it is tried again
+    redis_retry_interval: Annotated[float, Field(gt=0, le=300)] = 1.0
+    #: tokens reserved for the output of a request that names no max_tokens
+    default_reservation: Annotated[int, Field(ge=0)] = 1024
+    #: subjects counted in memory at most (the least recently used are forgotten first)
+    max_keys: Annotated[int, Field(ge=100)] = 100_000
+    #: prefix of every Redis key (to share one Redis between gateways)
+    key_prefix: Annotated[str, Field(min_length=1, max_length=100)] = "turnout:rl:"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{cidr!r} is not an IP network; write e.g. 10.0.0.0/8 or 192.0.2.7"
+                ) from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(_REDIS_SCHEMES):
+            raise ValueError("not a Redis URL; write redis://HOST:6379/0 (or rediss://, unix://)")
+        return value
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = DEFAULT_PORT
@@ -250,6 +317,7 @@ class Config(_Strict):
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     local: LocalConfig = Field(default_factory=LocalConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     #: the model used by /api/v1/predict and turnout.predict() when none is named
     default_model: str | None = None
     #: also register a backend per provider key found in the environment
@@ -352,6 +420,9 @@ def load_config(
         raw.setdefault("server", {})
         if isinstance(raw["server"], dict):
             raw["server"]["master_key"] = master
+    redis_url = environ.get("TURNOUT_REDIS_URL")
+    if redis_url and isinstance(raw.setdefault("limits", {}), dict):
+        raw["limits"]["redis_url"] = redis_url
     raw["source"] = str(file) if file else None
     try:
         return Config.model_validate(raw)

@@ -8,6 +8,7 @@ renders them in its own wire format in exactly one place (``turnout.server.error
 
     TurnoutError                      500 api_error / internal_error
     ├── ConfigError                       invalid configuration (never reaches a client)
+    ├── LimiterUnavailable            503 rate_limiter_unavailable (Redis down, fail closed)
     ├── ClientError                   4xx: the caller can fix it
     │   ├── InvalidRequest            400 invalid_request_error (param names the field)
     │   ├── AuthenticationFailed      401 invalid_api_key
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "ContextLengthExceeded",
     "InvalidRequest",
+    "LimiterUnavailable",
     "MethodNotAllowed",
     "ModelNotFound",
     "NotSupported",
@@ -85,6 +87,14 @@ class ConfigError(TurnoutError):
     """The configuration is invalid; the message names the file, the key and the fix."""
 
     code = "config_error"
+
+
+class LimiterUnavailable(TurnoutError):
+    """The shared rate-limit store (Redis) cannot be reached and the gateway is set to refuse
+    requests then (``limits.on_redis_error: closed``)."""
+
+    status = 503
+    code = "rate_limiter_unavailable"
 
 
 class ClientError(TurnoutError):

@@ -24,6 +24,7 @@ from turnout.config import (
     LocalModelConfig,
     load_config,
 )
+from turnout.policies.limits import build_policy
 from turnout.router.router import Router
 from turnout.services.accounting import Accountant
 from turnout.services.inference import InferenceService
@@ -58,10 +59,13 @@ class Gateway:
             self.local = LocalRegistry(config.local, config.data_path)
             self.backends[LOCAL_BACKEND] = LocalBackend(LOCAL_BACKEND, self.local)
         self.router = Router(config, self.backends)
+        #: rate limits; the server admits each request's client IP, the service its tokens
+        self.limits = build_policy(config.limits, self.metrics)
         self.inference = InferenceService(
             self.router,
-            Accountant(self.metrics, self.request_log),
+            Accountant(self.metrics, self.request_log, self.limits),
             default_model=self.default_model,
+            limits=self.limits,
         )
         self.started = False
 
@@ -94,6 +98,7 @@ class Gateway:
             await backend.start()
         if self.request_log is not None:
             await self.request_log.start()
+        await self.limits.start()
         self.started = True
 
     async def _prepare_demo(self, registry: LocalRegistry) -> None:
@@ -124,6 +129,7 @@ class Gateway:
                 log.exception("closing backend %s failed", backend.name)
         if self.request_log is not None:
             await self.request_log.aclose()
+        await self.limits.aclose()
         self.metrics.close()
 
     async def __aenter__(self) -> Gateway:

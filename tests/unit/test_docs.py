@@ -18,7 +18,9 @@ from turnout.config import (
     Config,
     Deployment,
     LaunchConfig,
+    LimitsConfig,
     ModelConfig,
+    RateLimitRule,
     ServerConfig,
     Timeouts,
 )
@@ -149,6 +151,8 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (LaunchConfig, "launch."),
     (ModelConfig, ""),
     (Deployment, "deployments[]."),
+    (LimitsConfig, "limits."),
+    (RateLimitRule, "limits.per_ip."),
     (Config, ""),
 ]
 
@@ -188,5 +192,11 @@ def test_configuration_doc_lists_every_provider_variable() -> None:
         for variable in (preset.key_env, preset.base_url_env):
             if variable:
                 assert f"`{variable}`" in text, variable
-    for variable in ("TURNOUT_CONFIG", "TURNOUT_MASTER_KEY", "TURNOUT_HOME", "GOOGLE_API_KEY"):
+    for variable in (
+        "TURNOUT_CONFIG",
+        "TURNOUT_MASTER_KEY",
+        "TURNOUT_HOME",
+        "TURNOUT_REDIS_URL",
+        "GOOGLE_API_KEY",
+    ):
         assert f"`{variable}`" in text

@@ -28,12 +28,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from turnout.exceptions import NotSupported, UpstreamTimeout
 from turnout.protocol.merge import ChunkAccumulator
+
+if TYPE_CHECKING:
+    from turnout.policies.limits import Admission
 
 __all__ = [
     "Backend",
@@ -91,6 +94,8 @@ class RequestContext:
     upstream_model: str | None = None
     #: free-form annotations for logs
     annotations: dict[str, Any] = field(default_factory=dict)
+    #: the request's rate-limit state (subjects, token reservations), set by the front door
+    admission: Admission | None = None
 
     @classmethod
     def create(cls, request_id: str, timeout: float) -> RequestContext:

@@ -16,6 +16,7 @@ from typing import Any
 from turnout.config import Config, load_config
 from turnout.exceptions import AuthenticationFailed, MethodNotAllowed, TurnoutError, UnknownURL
 from turnout.gateway import Gateway
+from turnout.policies.limits import Admission
 from turnout.server.errors import error_headers, openai_error
 from turnout.server.http import (
     SSE_HEADERS,
@@ -98,6 +99,8 @@ class TurnoutApp:
         self.max_body = gateway.config.server.max_body_bytes
         key = gateway.config.server.master_key
         self._master = key.get_secret_value().encode() if key else None
+        #: per-IP limits are checked before authentication and before the body is read
+        self._limit_ips = gateway.limits.per_ip is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -116,6 +119,8 @@ class TurnoutApp:
         watch = _Watch()
         try:
             if spec.auth:
+                if self._limit_ips:
+                    await self._admit(req)
                 self._authenticate(req)
             if spec.body:
                 req.parsed = await req.json(self.max_body)
@@ -144,6 +149,13 @@ class TurnoutApp:
         finally:
             watch.stop()
 
+    async def _admit(self, req: HttpRequest) -> None:
+        """Count the request against its client IP (RateLimited when none are left)."""
+        subject = self.gateway.limits.ip_subject(req.scope)
+        if subject is not None:
+            req.admission = Admission()
+            await self.gateway.limits.admit(req.admission, subject)
+
     def _authenticate(self, req: HttpRequest) -> None:
         token = _bearer(req.header(b"authorization")) or req.header(b"x-api-key")
         if token is None:
@@ -158,6 +170,8 @@ class TurnoutApp:
         self, send: Send, req: HttpRequest, response: SseResponse, watch: _Watch
     ) -> None:
         headers = [*SSE_HEADERS, (b"x-request-id", req.request_id.encode()), *response.headers]
+        if req.admission is not None:
+            headers += req.admission.headers()
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         events = response.events
         try:
@@ -200,6 +214,8 @@ async def _send_json(send: Send, req: HttpRequest, response: JsonResponse) -> No
         (b"x-request-id", req.request_id.encode()),
         *response.headers,
     ]
+    if req.admission is not None:
+        headers += req.admission.headers()
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body, "more_body": False})
 

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from turnout.exceptions import InvalidRequest, RequestTooLarge
+from turnout.policies.limits.policy import Admission
 
 __all__ = [
     "JSON_HEADERS",
@@ -49,6 +50,7 @@ def new_request_id() -> str:
 class HttpRequest:
     __slots__ = (
         "_headers",
+        "admission",
         "method",
         "parsed",
         "path",
@@ -68,6 +70,8 @@ class HttpRequest:
         self.parsed: Any = None
         #: who is calling, once authenticated
         self.principal = "anonymous"
+        #: the rate-limit state, once the request was admitted (its headers go on the response)
+        self.admission: Admission | None = None
         supplied = self.header(b"x-request-id")
         if supplied is not None and _SAFE_ID.fullmatch(supplied):
             self.request_id = supplied.decode()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from turnout.backends.base import RequestContext, Usage
 from turnout.exceptions import TurnoutError
 from turnout.telemetry.metrics import Metrics
 from turnout.telemetry.records import RequestRecord
+
+if TYPE_CHECKING:
+    from turnout.policies.limits import RateLimitPolicy
 
 __all__ = ["Accountant", "RecordSink"]
 
@@ -18,9 +21,13 @@ class RecordSink(Protocol):
 
 
 class Accountant:
-    def __init__(self, metrics: Metrics, sink: RecordSink | None) -> None:
+    def __init__(
+        self, metrics: Metrics, sink: RecordSink | None, limits: RateLimitPolicy | None = None
+    ) -> None:
         self.metrics = metrics
         self.sink = sink
+        #: settles the request's token reservations with its real usage
+        self.limits = limits
 
     def begin(self, ctx: RequestContext, endpoint: str, model: str) -> RequestRecord:
         self.metrics.in_flight.inc()
@@ -51,6 +58,8 @@ class Accountant:
             rec.status, rec.error_code = error.status, error.code
         elif error is not None:
             rec.status, rec.error_code = 499 if _is_cancel(error) else 500, _code(error)
+        if self.limits is not None:
+            self.limits.settle(ctx, usage, error, delivered=rec.ttft is not None)
         self.metrics.observe(rec)
         if self.sink is not None:
             self.sink.submit(rec)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from turnout.backends.base import Backend, BackendRequest, Chunk, RequestContext, Result, Usage
 from turnout.exceptions import InvalidRequest
@@ -25,6 +25,9 @@ from turnout.protocol.openai import (
 from turnout.router.router import Route, Router, Target
 from turnout.services.accounting import Accountant
 from turnout.telemetry.records import RequestRecord
+
+if TYPE_CHECKING:
+    from turnout.policies.limits import RateLimitPolicy
 
 __all__ = ["ChunkStream", "InferenceService"]
 
@@ -104,10 +107,18 @@ class _Call:
 
 
 class InferenceService:
-    def __init__(self, router: Router, accountant: Accountant, default_model: str | None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        accountant: Accountant,
+        default_model: str | None,
+        limits: RateLimitPolicy | None = None,
+    ) -> None:
         self.router = router
         self.accountant = accountant
         self.default_model = default_model
+        #: reserves each request's tokens before the backend call (accounting settles them)
+        self.limits = limits
 
     async def chat(self, body: Any, ctx: RequestContext) -> Result | ChunkStream:
         return await self._run("chat", body, ctx)
@@ -133,6 +144,8 @@ class InferenceService:
             call = self._prepare(endpoint, body)
             record.model, record.stream = call.model, call.stream
             route = self.router.resolve(call.model)
+            if self.limits is not None:
+                await self.limits.reserve(ctx, call.body)
             if call.stream:
                 return await self._open_stream(endpoint, call, route, record, ctx)
             result, _ = await self.router.call(

@@ -79,6 +79,19 @@ class Metrics:
             "Request log records dropped because the writer fell behind.",
             registry=r,
         )
+        self.rate_limited = Counter(
+            "turnout_rate_limited",
+            "Requests refused by the gateway's rate limits, by scope (ip, key) and kind "
+            "(requests, tokens).",
+            ["scope", "kind"],
+            registry=r,
+        )
+        self.limiter_errors = Counter(
+            "turnout_rate_limit_store_errors",
+            "Rate-limit checks the shared store (Redis) did not answer; limits.on_redis_error "
+            "decided them.",
+            registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -109,6 +122,9 @@ class Metrics:
             self._child(self.tokens, rec.model, backend, "completion").inc(rec.completion_tokens)
         if rec.error_code and rec.backend:
             self._child(self.backend_errors, backend, rec.error_code).inc()
+
+    def count_rate_limited(self, scope: str, kind: str) -> None:
+        self._child(self.rate_limited, scope, kind).inc()
 
     def render(self) -> bytes:
         if not self.multiprocess:

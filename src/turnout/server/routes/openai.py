@@ -27,6 +27,7 @@ _STARTED = int(time.time())
 def _context(gw: Gateway, req: HttpRequest) -> RequestContext:
     ctx = gw.context(req.request_id)
     ctx.principal = req.principal
+    ctx.admission = req.admission
     return ctx
 
 

@@ -12,6 +12,7 @@ from turnout.server.routes import RouteSpec
 async def predict(gw: Gateway, req: HttpRequest) -> JsonResponse:
     ctx = gw.context(req.request_id)
     ctx.principal = req.principal
+    ctx.admission = req.admission
     return JsonResponse(orjson.dumps(await gw.inference.predict(req.parsed, ctx)))
 
 
