@@ -32,6 +32,7 @@ from pydantic import (
 
 from turnout.backends.presets import PRESETS, get_preset
 from turnout.exceptions import ConfigError
+from turnout.policies.privacy_rules import CATEGORIES as PRIVACY_CATEGORIES
 
 __all__ = [
     "BackendConfig",
@@ -42,6 +43,7 @@ __all__ = [
     "LocalConfig",
     "LocalModelConfig",
     "ModelConfig",
+    "PrivacyConfig",
     "RateLimitRule",
     "ServerConfig",
     "Timeouts",
@@ -299,6 +301,82 @@ class LimitsConfig(_Strict):
         return value
 
 
+_PATTERN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class PrivacyConfig(_Strict):
+    """What the privacy detector looks for (turnout.policies.privacy, docs/privacy.md)."""
+
+    #: the built-in categories that are on (None: all of them)
+    categories: list[str] | None = None
+    #: the operator's regular expressions, name -> pattern; found as ``custom:NAME``
+    patterns: dict[str, str] = Field(default_factory=dict)
+    #: words or phrases found anywhere, case-insensitively; found as ``keyword``
+    keywords: list[str] = Field(default_factory=list)
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, value: list[str] | None) -> list[str] | None:
+        unknown = [name for name in value or () if name not in PRIVACY_CATEGORIES]
+        if unknown:
+            raise ValueError(
+                f"unknown category {', '.join(map(repr, unknown))}; "
+                f"choose from: {', '.join(PRIVACY_CATEGORIES)}"
+            )
+        return value
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            if not _PATTERN_NAME.fullmatch(name):
+                raise ValueError(
+                    f"pattern name {name!r}: use letters, digits, '_', '.' and '-' (at most 64)"
+                )
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"{name}: not a valid regular expression ({exc}); fix it (Python re "
+                    "syntax) or remove it"
+                ) from None
+            if compiled.fullmatch("") is not None:
+                raise ValueError(
+                    f"{name}: the pattern matches empty text; make it match at least one "
+                    "character (e.g. + instead of *)"
+                )
+        return value
+
+    @field_validator("keywords")
+    @classmethod
+    def _not_blank(cls, value: list[str]) -> list[str]:
+        for i, word in enumerate(value):
+            if not word.strip():
+                raise ValueError(f"keywords[{i}] is empty; remove it or write the word")
+        return value
+
+
+_DATABASE_SCHEMES = ("sqlite:", "sqlite+aiosqlite:", "postgres:", "postgresql:", "postgresql+")
+
+
+class DatabaseConfig(_Strict):
+    """Where keys, the request log and the audit trail are stored."""
+
+    #: SQLite (sqlite:///PATH) or PostgreSQL (postgresql://USER:PASSWORD@HOST/DB);
+    #: $TURNOUT_DATABASE_URL overrides; default sqlite:///DATA_DIR/turnout.db
+    url: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _database_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(_DATABASE_SCHEMES):
+            raise ValueError(
+                "not a database URL; write postgresql://USER:PASSWORD@HOST:5432/DB "
+                "or sqlite:///PATH/turnout.db (here or in $TURNOUT_DATABASE_URL)"
+            )
+        return value
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = DEFAULT_PORT
@@ -317,6 +395,7 @@ class Config(_Strict):
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     local: LocalConfig = Field(default_factory=LocalConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     #: the model used by /api/v1/predict and turnout.predict() when none is named
     default_model: str | None = None

@@ -20,6 +20,7 @@ from turnout.config import (
     LaunchConfig,
     LimitsConfig,
     ModelConfig,
+    PrivacyConfig,
     RateLimitRule,
     ServerConfig,
     Timeouts,
@@ -153,6 +154,7 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (Deployment, "deployments[]."),
     (LimitsConfig, "limits."),
     (RateLimitRule, "limits.per_ip."),
+    (PrivacyConfig, "privacy."),
     (Config, ""),
 ]
 
