@@ -356,27 +356,6 @@ class PrivacyConfig(_Strict):
         return value
 
 
-_DATABASE_SCHEMES = ("sqlite:", "sqlite+aiosqlite:", "postgres:", "postgresql:", "postgresql+")
-
-
-class DatabaseConfig(_Strict):
-    """Where keys, the request log and the audit trail are stored."""
-
-    #: SQLite (sqlite:///PATH) or PostgreSQL (postgresql://USER:PASSWORD@HOST/DB);
-    #: $TURNOUT_DATABASE_URL overrides; default sqlite:///DATA_DIR/turnout.db
-    url: SecretStr | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _database_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(_DATABASE_SCHEMES):
-            raise ValueError(
-                "not a database URL; write postgresql://USER:PASSWORD@HOST:5432/DB "
-                "or sqlite:///PATH/turnout.db (here or in $TURNOUT_DATABASE_URL)"
-            )
-        return value
-
-
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = DEFAULT_PORT
