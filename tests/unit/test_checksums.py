@@ -168,6 +168,7 @@ def test_ipv4(text: str, valid: bool) -> None:
         ("fe80::1", True),
         ("fe80::1ff:fe23:4567:890a%eth0", True),
         ("::ffff:192.168.1.1", True),
+        ("::ffff:127.0.0.1", False),  # loopback, mapped
         ("::1", False),
         ("::", False),
         ("1::2", False),  # a Python slice

@@ -95,6 +95,7 @@ def found(text: str, detector: Detector = DETECTOR) -> list[tuple[str, str]]:
         ("version 1.2.3 and 1.2.3.4.5", []),
         ("v1.2.3.4 released", []),
         ("127.0.0.1 and ::1", []),
+        ("peer ::ffff:10.0.0.1 and ::ffff:127.0.0.1", [("ip_address", "::ffff:10.0.0.1")]),
         ("a[1::2], std::vector, 12:30:45", []),
         # API keys
         (f"key={AWS}", [("api_key", AWS)]),

@@ -197,4 +197,7 @@ def ipv6_valid(text: str) -> bool:
         parsed = ipaddress.IPv6Address(address)
     except ValueError:
         return False
+    mapped = parsed.ipv4_mapped
+    if mapped is not None:
+        return ipv4_valid(str(mapped))
     return not (parsed.is_unspecified or parsed.is_loopback)
