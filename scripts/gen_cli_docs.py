@@ -28,7 +28,8 @@ hand. After changing a command, run `.venv/bin/python scripts/gen_cli_docs.py` (
 fails while this file is out of date).
 
 Exit status: 0 on success, 2 for a usage or configuration error (the message says what to fix),
-1 when `turnout models list --url` cannot reach the gateway or it answers with an error.
+1 when `turnout models list --url` cannot reach the gateway or it answers with an error, and
+when `turnout serve` or `turnout db` cannot reach or migrate the database.
 """
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the fake OpenAI-compatible upstream."""
+"""Shared fixtures: the fake OpenAI-compatible upstream, and a PostgreSQL database for the
+session (``pg_database``, see tests/storage/support.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes import FakeUpstream
+from tests.storage.support import pg_database
+
+__all__ = ["pg_database"]
 
 
 @pytest.fixture(scope="session")

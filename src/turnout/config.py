@@ -37,6 +37,7 @@ from turnout.policies.privacy_rules import CATEGORIES as PRIVACY_CATEGORIES
 __all__ = [
     "BackendConfig",
     "Config",
+    "DatabaseConfig",
     "Deployment",
     "LaunchConfig",
     "LimitsConfig",
@@ -65,7 +66,7 @@ def llama_cpp_available() -> bool:
 
 
 DEFAULT_PORT = 8400
-SECRET_FIELDS = frozenset({"api_key", "master_key", "redis_url"})
+SECRET_FIELDS = frozenset({"api_key", "master_key", "redis_url", "url"})
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -356,6 +357,27 @@ class PrivacyConfig(_Strict):
         return value
 
 
+_DATABASE_SCHEMES = ("sqlite:", "sqlite+aiosqlite:", "postgres:", "postgresql:", "postgresql+")
+
+
+class DatabaseConfig(_Strict):
+    """Where keys, the request log and the audit trail are stored."""
+
+    #: SQLite (sqlite:///PATH) or PostgreSQL (postgresql://USER:PASSWORD@HOST/DB);
+    #: $TURNOUT_DATABASE_URL overrides; default sqlite:///DATA_DIR/turnout.db
+    url: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _database_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(_DATABASE_SCHEMES):
+            raise ValueError(
+                "not a database URL; write postgresql://USER:PASSWORD@HOST:5432/DB "
+                "or sqlite:///PATH/turnout.db (here or in $TURNOUT_DATABASE_URL)"
+            )
+        return value
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = DEFAULT_PORT
@@ -363,9 +385,9 @@ class ServerConfig(_Strict):
     master_key: SecretStr | None = None
     #: largest accepted request body; larger ones get 413
     max_body_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
-    #: write one record per request (JSON lines under data_dir) off the hot path
+    #: write one row per request to the database (request_log), in batches off the hot path
     log_requests: bool = True
-    #: where the generated master key and the request log live (default ~/.turnout)
+    #: where the generated master key and the SQLite database live (default ~/.turnout)
     data_dir: str | None = None
 
 
@@ -374,6 +396,7 @@ class Config(_Strict):
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     local: LocalConfig = Field(default_factory=LocalConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     #: the model used by /api/v1/predict and turnout.predict() when none is named
@@ -481,6 +504,9 @@ def load_config(
     redis_url = environ.get("TURNOUT_REDIS_URL")
     if redis_url and isinstance(raw.setdefault("limits", {}), dict):
         raw["limits"]["redis_url"] = redis_url
+    database_url = environ.get("TURNOUT_DATABASE_URL")
+    if database_url and isinstance(raw.setdefault("database", {}), dict):
+        raw["database"]["url"] = database_url
     raw["source"] = str(file) if file else None
     try:
         return Config.model_validate(raw)

@@ -8,6 +8,7 @@ renders them in its own wire format in exactly one place (``turnout.server.error
 
     TurnoutError                      500 api_error / internal_error
     ├── ConfigError                       invalid configuration (never reaches a client)
+    ├── StorageUnavailable            503 storage_unavailable (database unreachable or unmigrated)
     ├── LimiterUnavailable            503 rate_limiter_unavailable (Redis down, fail closed)
     ├── ClientError                   4xx: the caller can fix it
     │   ├── InvalidRequest            400 invalid_request_error (param names the field)
@@ -47,6 +48,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "RequestTooLarge",
+    "StorageUnavailable",
     "TurnoutError",
     "UnknownURL",
     "UpstreamAuthError",
@@ -95,6 +97,14 @@ class LimiterUnavailable(TurnoutError):
 
     status = 503
     code = "rate_limiter_unavailable"
+
+
+class StorageUnavailable(TurnoutError):
+    """The database cannot be reached, or its schema cannot be brought up to date; the
+    message names the database (password masked) and what to check."""
+
+    status = 503
+    code = "storage_unavailable"
 
 
 class ClientError(TurnoutError):

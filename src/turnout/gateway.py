@@ -28,8 +28,9 @@ from turnout.policies.limits import build_policy
 from turnout.router.router import Router
 from turnout.services.accounting import Accountant
 from turnout.services.inference import InferenceService
+from turnout.storage.db import Database
+from turnout.storage.writer import RequestLogWriter
 from turnout.telemetry.metrics import Metrics
-from turnout.telemetry.request_log import JsonlRequestLog
 
 __all__ = ["Gateway"]
 
@@ -47,10 +48,13 @@ class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.request_log: JsonlRequestLog | None = None
+        #: keys, the request log and the audit trail; migrated by start()
+        self.database = Database.from_config(config)
+        self.request_log: RequestLogWriter | None = None
         if config.server.log_requests:
-            self.request_log = JsonlRequestLog(
-                config.data_path / "requests.jsonl",
+            self.request_log = RequestLogWriter(
+                self.database,
+                spool_dir=config.data_path / "spool",
                 on_drop=self.metrics.dropped_log_records.inc,
             )
         self.backends = {name: build_backend(name, b) for name, b in config.backends.items()}
@@ -92,6 +96,7 @@ class Gateway:
         return RequestContext.create(request_id, self.request_timeout)
 
     async def start(self) -> None:
+        await self.database.migrate()
         if self.local is not None and self.config.demo_enabled:
             await self._prepare_demo(self.local)
         for backend in self.backends.values():
@@ -129,6 +134,7 @@ class Gateway:
                 log.exception("closing backend %s failed", backend.name)
         if self.request_log is not None:
             await self.request_log.aclose()
+        await self.database.aclose()
         await self.limits.aclose()
         self.metrics.close()
 

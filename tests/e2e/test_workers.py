@@ -3,7 +3,6 @@ answers it) and the request log count every request exactly once."""
 
 from __future__ import annotations
 
-import json
 import struct
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.support import UPSTREAM_KEY, Gateway, backend, deployment, run_gateway
 from tests.fakes import FakeUpstream
+from tests.storage.support import sqlite_url, stored_requests
 
 BATCH = 40
 MAX_REQUESTS = 2000
@@ -93,10 +93,10 @@ def test_two_workers_share_metrics_and_the_request_log(
             assert page.status == 200
             assert requests_total(page.text) == sent, page.text
 
-        # one request-log line per request, from both workers
-        log = home / "requests.jsonl"
-        wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= sent)
-        records = [json.loads(line) for line in log.read_text().splitlines()]
+        # one request-log row per request, from both workers (one SQLite file, WAL)
+        url = sqlite_url(home / "turnout.db")
+        wait_for(lambda: len(stored_requests(url)) >= sent)
+        records = stored_requests(url)
         assert len(records) == sent
         assert {r["status"] for r in records} == {200}
         assert len({r["request_id"] for r in records}) == sent

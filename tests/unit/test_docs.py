@@ -16,6 +16,7 @@ from turnout.backends.presets import PRESETS
 from turnout.config import (
     BackendConfig,
     Config,
+    DatabaseConfig,
     Deployment,
     LaunchConfig,
     LimitsConfig,
@@ -152,6 +153,7 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (LaunchConfig, "launch."),
     (ModelConfig, ""),
     (Deployment, "deployments[]."),
+    (DatabaseConfig, "database."),
     (LimitsConfig, "limits."),
     (RateLimitRule, "limits.per_ip."),
     (PrivacyConfig, "privacy."),
@@ -199,6 +201,7 @@ def test_configuration_doc_lists_every_provider_variable() -> None:
         "TURNOUT_MASTER_KEY",
         "TURNOUT_HOME",
         "TURNOUT_REDIS_URL",
+        "TURNOUT_DATABASE_URL",
         "GOOGLE_API_KEY",
     ):
         assert f"`{variable}`" in text

@@ -3,7 +3,6 @@ through a real OpenAI-compatible backend, and the request record written for eac
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from tests.e2e.support import free_port
 from tests.fakes import FakeUpstream
+from tests.storage.support import sqlite_url, stored_requests
 from tests.unit.support import write_config
 from turnout import ConfigError, Gateway, InvalidRequest, ModelNotFound, load_config
 from turnout.config import Config
@@ -50,8 +50,8 @@ def down_config(isolated: Path, upstream: FakeUpstream) -> Config:
 
 
 def records(isolated: Path) -> list[dict[str, Any]]:
-    path = isolated / "data" / "requests.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    path = isolated / "data" / "turnout.db"
+    return stored_requests(sqlite_url(path)) if path.exists() else []
 
 
 async def test_predict_writes_one_record_and_metrics(

@@ -22,6 +22,7 @@ import pytest
 import turnout
 from tests.e2e.support import gateway_env
 from tests.fakes import ErrorStatus, FakeUpstream
+from tests.storage.support import sqlite_url, stored_requests
 from tests.unit.support import write_config
 from turnout import library
 
@@ -139,10 +140,8 @@ def run_python(code: str, cwd: Path, config: Path, home: Path) -> subprocess.Com
 
 
 def request_log(home: Path) -> list[dict[str, Any]]:
-    path = home / "requests.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    path = home / "turnout.db"
+    return stored_requests(sqlite_url(path)) if path.exists() else []
 
 
 SYNC_PREDICT = """

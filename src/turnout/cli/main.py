@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from turnout.cli.config_cmd import config_group
+from turnout.cli.db import db_group
 from turnout.cli.demo import demo_model
 from turnout.cli.models import models_group
 from turnout.cli.serve import serve
@@ -25,6 +26,7 @@ def cli() -> None:
       turnout serve --config turnout.yaml --port 9000
       turnout config check               # validate the configuration and exit
       turnout models list                # public model names and where they go
+      turnout db upgrade                 # migrate the database (also done at start)
       turnout demo-model ./local-demo    # generate the demo model (writes nonsense)
     """
 
@@ -33,6 +35,7 @@ cli.add_command(serve)
 cli.add_command(models_group)
 cli.add_command(config_group)
 cli.add_command(demo_model)
+cli.add_command(db_group)
 
 
 def main() -> None:

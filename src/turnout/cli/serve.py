@@ -9,7 +9,7 @@ import click
 
 from turnout.cli.common import config_option, err_console, load_or_exit
 from turnout.config import DEMO_NAME, Config
-from turnout.exceptions import ConfigError
+from turnout.exceptions import ConfigError, StorageUnavailable
 from turnout.policies.master_key import load_or_create_master_key
 from turnout.telemetry.logging import LOG_LEVEL_ENV, configure_logging
 
@@ -53,6 +53,7 @@ def serve(
     port = server.port if port is None else port
     workers = workers or server.workers
     _ensure_master_key(config)
+    _migrate_database(config)
     if workers > 1:
         _share_metrics(config)
     if config.source:
@@ -83,6 +84,26 @@ def _share_metrics(config: Config) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, mode=0o700)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
+def _migrate_database(config: Config) -> None:
+    """Bring the database up to date once, before any worker starts (each worker checks
+    again, under the migration lock); say what to fix when it cannot be reached."""
+    import asyncio
+
+    from turnout.storage.db import Database
+
+    async def migrate(database: Database) -> None:
+        try:
+            await database.migrate()
+        finally:
+            await database.aclose()
+
+    try:
+        asyncio.run(migrate(Database.from_config(config)))
+    except (ConfigError, StorageUnavailable) as exc:
+        err_console.print(f"[bold red]Database error[/]\n{exc.message}")
+        raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None
 
 
 def _ensure_master_key(config: Config) -> None:

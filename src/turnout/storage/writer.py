@@ -1,0 +1,277 @@
+"""The request log's writer: records queued on the hot path, written in batches by a task.
+
+``submit()`` only appends to a queue; a background task writes what is queued every
+``interval`` seconds, or as soon as ``batch_size`` records wait, each batch as one multi-row
+INSERT in one transaction. When the database fails, the records stay queued and the task
+retries with growing pauses (up to ``max_backoff``); only past ``max_pending`` queued records
+are the oldest dropped, and counted (``turnout_request_log_dropped``).
+
+Nothing is lost on a clean shutdown: ``aclose()`` writes everything queued, and if the database
+is down even then (for ``close_timeout`` seconds), it spools the rest to a JSON-lines file in
+``spool_dir``, which the next start of any writer on that directory puts back in the queue.
+Records of a writer nobody closed (a library user's event loop that just ended) are written
+when its task is cancelled, else spooled by an exit hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from turnout.storage.db import Database, describe
+from turnout.storage.models import RequestLog
+from turnout.telemetry.records import RequestRecord
+
+__all__ = ["RequestLogWriter", "record_row"]
+
+log = logging.getLogger("turnout.storage.writer")
+
+#: what a failed write raises: the database's errors and the network's
+DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+_SPOOL_GLOB = "request-log-*.jsonl"
+
+_open_writers: weakref.WeakSet[RequestLogWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _spool_open_writers() -> None:
+    for writer in list(_open_writers):
+        writer.spool()
+
+
+_COLUMNS = frozenset(RequestLog.__table__.columns.keys())
+#: the record's fields stored in a column of the same name (``started`` goes to started_at)
+_STORED = tuple(f.name for f in fields(RequestRecord) if f.name in _COLUMNS)
+_RECORD_FIELDS = frozenset(f.name for f in fields(RequestRecord))
+
+
+def record_row(record: RequestRecord) -> dict[str, Any]:
+    """The request_log row of one record."""
+    row = {name: getattr(record, name) for name in _STORED}
+    row["started_at"] = datetime.fromtimestamp(record.started, UTC)
+    return row
+
+
+class RequestLogWriter:
+    """A :class:`~turnout.services.accounting.RecordSink` that writes to ``request_log``."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        interval: float = 0.5,
+        batch_size: int = 500,
+        max_pending: int = 100_000,
+        max_backoff: float = 30.0,
+        close_timeout: float = 10.0,
+        spool_dir: Path | None = None,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
+        self.database = database
+        self.interval = interval
+        self.batch_size = batch_size
+        self.max_pending = max_pending
+        self.max_backoff = max_backoff
+        self.close_timeout = close_timeout
+        self.spool_dir = spool_dir
+        self._on_drop = on_drop
+        self._pending: deque[RequestRecord] = deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._failing_since: float | None = None
+        _open_writers.add(self)
+
+    @property
+    def pending(self) -> int:
+        """Records queued and not yet written."""
+        return len(self._pending)
+
+    def submit(self, record: RequestRecord) -> None:
+        """Queue one record (the hot path: no I/O, no await)."""
+        pending = self._pending
+        pending.append(record)
+        if len(pending) > self.max_pending:
+            pending.popleft()
+            self._dropped(1)
+        wake = self._wake
+        if wake is not None and len(pending) >= self.batch_size and self._failing_since is None:
+            wake.set()
+
+    async def start(self) -> None:
+        """Put spooled records back in the queue and start the writing task."""
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._requeue(self._load_spool())
+        self._task = asyncio.create_task(self._run(), name="turnout-request-log")
+
+    async def aclose(self) -> None:
+        """Write everything queued; spool what the database does not take in time."""
+        task, self._task = self._task, None
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                if task is not None:
+                    await task
+                await self._drain()
+        except TimeoutError:
+            log.warning("request log: the database did not take the last records in time")
+        self.spool()
+        _open_writers.discard(self)
+
+    # ------------------------------------------------------------------- background task
+
+    async def _run(self) -> None:
+        backoff = self.interval
+        try:
+            while not self._closing:
+                await self._sleep(backoff)
+                if await self._flush():
+                    backoff = self.interval
+                else:
+                    backoff = min(max(backoff * 2, 0.5), self.max_backoff)
+        except asyncio.CancelledError:
+            if not self._closing:  # the event loop is ending and nobody called aclose()
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.close_timeout):
+                        await self._drain()
+                self.spool()
+            raise
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wake is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        self._wake.clear()
+
+    async def _drain(self) -> None:
+        """Write everything queued, retrying until it is done (callers bound the time)."""
+        backoff = 0.1
+        while not await self._flush():
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _flush(self) -> bool:
+        """Write what is queued, batch by batch; False when the database failed."""
+        while self._pending:
+            batch = self._take()
+            try:
+                await self._write(batch)
+            except DB_ERRORS as exc:
+                self._requeue(batch)
+                self._failed(exc)
+                return False
+            except BaseException:
+                self._requeue(batch)  # cancelled mid-write: the rows were not committed
+                raise
+            self._recovered()
+        return True
+
+    async def _write(self, batch: list[RequestRecord]) -> None:
+        rows = [record_row(r) for r in batch]
+        async with self.database.engine.begin() as conn:
+            await conn.execute(insert(RequestLog), rows)
+
+    # ------------------------------------------------------------------------- queue
+
+    def _take(self) -> list[RequestRecord]:
+        pending = self._pending
+        return [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
+
+    def _requeue(self, records: list[RequestRecord]) -> None:
+        """Put records back at the front (they are the oldest), keeping to max_pending."""
+        self._pending.extendleft(reversed(records))
+        excess = len(self._pending) - self.max_pending
+        for _ in range(max(excess, 0)):
+            self._pending.popleft()
+        if excess > 0:
+            self._dropped(excess)
+
+    def _dropped(self, count: int) -> None:
+        if self._on_drop is not None:
+            self._on_drop(count)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.warning(
+                "request log: cannot write to %s (%s); keeping %d records and retrying",
+                self.database,
+                describe(exc),
+                len(self._pending),
+            )
+
+    def _recovered(self) -> None:
+        if self._failing_since is not None:
+            down = time.monotonic() - self._failing_since
+            self._failing_since = None
+            log.warning("request log: %s is back after %.1f s", self.database, down)
+
+    # ------------------------------------------------------------------------- spool
+
+    def spool(self) -> None:
+        """Save what is still queued to a file in spool_dir (blocking; shutdown only)."""
+        if not self._pending or self.spool_dir is None:
+            return
+        records, self._pending = list(self._pending), deque()
+        name = f"request-log-{os.getpid()}-{time.time_ns()}.jsonl"
+        try:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            data = b"".join(orjson.dumps(r.as_dict()) + b"\n" for r in records)
+            (self.spool_dir / name).write_bytes(data)
+        except OSError as exc:
+            log.error("request log: %d records lost, cannot spool them: %s", len(records), exc)
+            self._dropped(len(records))
+            return
+        log.warning(
+            "request log: %d records spooled to %s; the next start writes them",
+            len(records),
+            self.spool_dir / name,
+        )
+
+    def _load_spool(self) -> list[RequestRecord]:
+        """Records spooled by earlier runs; each file is claimed by one process only."""
+        if self.spool_dir is None or not self.spool_dir.is_dir():
+            return []
+        records: list[RequestRecord] = []
+        for path in sorted(self.spool_dir.glob(_SPOOL_GLOB)):
+            claimed = path.with_name(f"{path.name}.{os.getpid()}.claimed")
+            try:
+                path.rename(claimed)  # atomic: a second process finds the file gone
+                records.extend(_parse_spool(claimed.read_bytes().splitlines()))
+                claimed.unlink()
+            except OSError as exc:
+                log.warning("request log: cannot read spooled records %s: %s", path, exc)
+        if records:
+            log.info("request log: %d spooled records queued again", len(records))
+        return records
+
+
+def _parse_spool(lines: Iterable[bytes]) -> list[RequestRecord]:
+    records = []
+    for line in lines:
+        try:
+            data = orjson.loads(line)
+            known = {k: v for k, v in data.items() if k in _RECORD_FIELDS}
+            records.append(RequestRecord(**known))
+        except (orjson.JSONDecodeError, TypeError, AttributeError):
+            log.warning("request log: skipped a damaged spooled record")
+    return records

@@ -1,0 +1,255 @@
+"""The request log's batch writer on SQLite and PostgreSQL: batches, fields, no record lost on
+a clean shutdown under load, records kept while the database is down, the cap, the spool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import make_url
+
+from tests.storage.support import TcpProxy, make_record
+from turnout.storage.db import Database, parse_url
+from turnout.storage.models import RequestLog
+from turnout.storage.writer import RequestLogWriter, record_row
+from turnout.telemetry.records import RequestRecord
+
+
+@pytest.fixture
+async def database(db_url: str) -> AsyncIterator[Database]:
+    database = Database(parse_url(db_url))
+    await database.migrate()
+    yield database
+    await database.aclose()
+
+
+async def count_rows(database: Database) -> int:
+    async with database.engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(RequestLog)) or 0)
+
+
+async def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+def test_every_record_field_has_a_column() -> None:
+    columns = set(RequestLog.__table__.columns.keys())
+    stored = {f.name for f in fields(RequestRecord)} - {"started"}
+    assert stored <= columns, f"add a column and a migration for {stored - columns}"
+    assert set(record_row(make_record(1))) == stored | {"started_at"}
+
+
+async def test_records_are_written_in_batches_of_one_insert(database: Database) -> None:
+    inserts: list[int] = []
+
+    def count_insert(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.startswith("INSERT INTO request_log"):
+            inserts.append(len(params))
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count_insert)
+    writer = RequestLogWriter(database, interval=60.0, batch_size=100)
+    await writer.start()
+    for i in range(250):
+        writer.submit(make_record(i))
+    # a full batch wakes the writer, without waiting for the 60 s interval; it writes
+    # everything queued then, each batch one INSERT (executemany) in its own transaction
+    await wait_for(lambda: _equals(count_rows(database), 250))
+    assert writer.pending == 0
+    assert inserts == [100, 100, 50]
+    for i in range(99):
+        writer.submit(make_record(1000 + i))
+    await asyncio.sleep(0.3)
+    assert writer.pending == 99  # below batch_size: waits for the interval, or aclose()
+    await writer.aclose()
+    assert await count_rows(database) == 349
+    assert inserts == [100, 100, 50, 99]
+
+
+async def _equals(rows: Any, want: int) -> bool:
+    return bool(await rows == want)
+
+
+async def test_the_interval_flushes_a_partial_batch(database: Database) -> None:
+    writer = RequestLogWriter(database, interval=0.05, batch_size=1000)
+    await writer.start()
+    writer.submit(make_record(1))
+    await wait_for(lambda: _equals(count_rows(database), 1))
+    await writer.aclose()
+
+
+async def test_a_row_holds_every_field(database: Database) -> None:
+    record = make_record(
+        7,
+        principal="tk_3f9a2c",
+        status=502,
+        error_code="upstream_unavailable",
+        stream=True,
+        attempts=2,
+        latency=1.5,
+        ttft=0.125,
+        privacy="local",
+        privacy_categories=["email", "phone"],
+        tries=[
+            {"deployment": "dead/gpt-4o", "error": "upstream_unavailable", "latency": 0.01},
+            {"deployment": "fake/gpt-4o", "error": None, "latency": 0.2},
+        ],
+    )
+    writer = RequestLogWriter(database)
+    await writer.start()
+    writer.submit(record)
+    writer.submit(make_record(8))
+    await writer.aclose()
+    async with database.session() as session:
+        rows = (await session.scalars(select(RequestLog).order_by(RequestLog.id))).all()
+    row, plain = rows
+    assert row.started_at == datetime.fromtimestamp(record.started, UTC)
+    assert row.started_at.tzinfo is UTC
+    for name, value in record_row(record).items():
+        assert getattr(row, name) == value, name
+    assert (plain.ttft, plain.tries, plain.privacy) == (None, [], None)
+    assert plain.privacy_categories == []
+    assert (plain.key_id, plain.cost, plain.cache_hit, plain.input_chars) == (None,) * 4
+
+
+async def test_no_record_is_lost_on_aclose_under_load(database: Database) -> None:
+    writer = RequestLogWriter(database, interval=0.1, batch_size=500)
+    await writer.start()
+
+    async def client(n: int) -> None:
+        for i in range(1000):
+            writer.submit(make_record(n * 1000 + i))
+            if i % 50 == 0:
+                await asyncio.sleep(0)  # let the writer interleave with the submitters
+
+    await asyncio.gather(*(client(n) for n in range(10)))
+    await writer.aclose()
+    async with database.engine.connect() as conn:
+        ids = (await conn.scalars(select(RequestLog.request_id))).all()
+    assert len(ids) == 10_000
+    assert len(set(ids)) == 10_000
+
+
+# --------------------------------------------------------------- the database down
+
+
+class Outage:
+    """A database reached through a proxy that can be cut (PostgreSQL), or a SQLite file
+    whose directory is moved away (connections cannot open it); ``up()`` brings it back."""
+
+    def __init__(self, url: str, tmp_path: Path) -> None:
+        self.url = url
+        self.tmp_path = tmp_path
+        self.proxy: TcpProxy | None = None
+        self.database: Database | None = None
+
+    async def start(self) -> Database:
+        url = parse_url(self.url)
+        if url.get_backend_name() == "postgresql":
+            self.proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+            await self.proxy.start()
+            url = url.set(host="127.0.0.1", port=self.proxy.port)
+        else:
+            url = make_url(f"sqlite+aiosqlite:///{self.tmp_path / 'outage' / 'turnout.db'}")
+        self.database = Database(url)
+        await self.database.migrate()
+        return self.database
+
+    async def down(self) -> None:
+        if self.proxy is not None:
+            await self.proxy.stop()
+        else:
+            (self.tmp_path / "outage").rename(self.tmp_path / "away")
+
+    async def up(self) -> None:
+        assert self.database is not None
+        if self.proxy is not None:
+            await self.proxy.start()
+        else:
+            (self.tmp_path / "away").rename(self.tmp_path / "outage")
+
+    async def aclose(self) -> None:
+        if self.database is not None:
+            await self.database.aclose()
+        if self.proxy is not None and self.proxy._server is not None:
+            await self.proxy.stop()
+
+
+@pytest.fixture
+async def outage(db_url: str, tmp_path: Path) -> AsyncIterator[Outage]:
+    outage = Outage(db_url, tmp_path)
+    yield outage
+    await outage.aclose()
+
+
+async def test_records_wait_while_the_database_is_down(
+    outage: Outage, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = await outage.start()
+    writer = RequestLogWriter(database, interval=0.05, max_backoff=0.2)
+    await writer.start()
+    writer.submit(make_record(0))
+    await wait_for(lambda: _equals(count_rows(database), 1))
+    await outage.down()
+    for i in range(1, 301):
+        writer.submit(make_record(i))
+    await asyncio.sleep(0.6)  # several failed tries
+    assert writer.pending == 300
+    assert "cannot write to" in caplog.text
+    await outage.up()
+    await wait_for(lambda: _equals(count_rows(database), 301))
+    assert writer.pending == 0
+    await writer.aclose()
+
+
+async def test_past_the_cap_the_oldest_records_are_dropped_and_counted(outage: Outage) -> None:
+    database = await outage.start()
+    dropped: list[int] = []
+    writer = RequestLogWriter(
+        database, interval=0.05, max_backoff=0.1, max_pending=100, on_drop=dropped.append
+    )
+    await writer.start()
+    await outage.down()
+    for i in range(150):
+        writer.submit(make_record(i))
+    await asyncio.sleep(0.3)
+    assert writer.pending == 100
+    assert sum(dropped) == 50
+    await outage.up()
+    await wait_for(lambda: _equals(count_rows(database), 100))
+    await writer.aclose()
+    async with database.engine.connect() as conn:
+        oldest = await conn.scalar(select(func.min(RequestLog.request_id)))
+    assert oldest == "req_000050"
+
+
+async def test_a_shutdown_while_the_database_is_down_spools_the_records(
+    outage: Outage, tmp_path: Path
+) -> None:
+    database = await outage.start()
+    spool = tmp_path / "spool"
+    writer = RequestLogWriter(database, close_timeout=0.3, spool_dir=spool)
+    await writer.start()
+    await outage.down()
+    for i in range(20):
+        writer.submit(make_record(i, privacy_categories=["email"]))
+    await writer.aclose()
+    assert len(list(spool.glob("request-log-*.jsonl"))) == 1
+    await outage.up()
+    assert await count_rows(database) == 0
+
+    again = RequestLogWriter(database, spool_dir=spool)
+    await again.start()
+    await again.aclose()
+    assert await count_rows(database) == 20
+    assert list(spool.iterdir()) == []
+    async with database.engine.connect() as conn:
+        categories = await conn.scalar(select(RequestLog.privacy_categories).limit(1))
+    assert categories == ["email"]
