@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from tests.storage.support import TcpProxy, make_record
 from turnout.storage.db import Database, parse_url
 from turnout.storage.models import RequestLog
+from turnout.storage.queries import recent_requests
 from turnout.storage.writer import RequestLogWriter, record_row
 from turnout.telemetry.records import RequestRecord
 
@@ -117,6 +118,18 @@ async def test_a_row_holds_every_field(database: Database) -> None:
     assert (plain.ttft, plain.tries, plain.privacy) == (None, [], None)
     assert plain.privacy_categories == []
     assert (plain.key_id, plain.cost, plain.cache_hit, plain.input_chars) == (None,) * 4
+
+
+async def test_times_compare_with_the_queries_times(database: Database) -> None:
+    writer = RequestLogWriter(database)
+    await writer.start()
+    for i in range(10):
+        writer.submit(make_record(i, started=1_700_000_000.123456 + i))
+    await writer.aclose()
+    since = datetime(2023, 11, 14, 22, 13, 25, 123456, tzinfo=UTC)  # the sixth record
+    rows = await recent_requests(database, 100, since=since)
+    assert [r.request_id for r in rows] == [f"req_{i:06d}" for i in range(9, 4, -1)]
+    assert rows[-1].started_at == since
 
 
 async def test_no_record_is_lost_on_aclose_under_load(database: Database) -> None:
