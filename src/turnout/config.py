@@ -194,17 +194,108 @@ class Deployment(_Strict):
     backend: str
     model: Annotated[str, Field(min_length=1)]
     weight: Annotated[float, Field(ge=0)] = 1.0
+    #: a canary: rolled back to weight 0 when it does worse than the others (see rollback)
+    canary: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.model}"
+
+
+class RollbackConfig(_Strict):
+    """When a canary deployment is set to weight 0, judged over a sliding window."""
+
+    #: seconds of recent requests the comparison looks at
+    window: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    #: requests each side needs in the window before anything is judged
+    min_requests: Annotated[int, Field(ge=1)] = 20
+    #: roll back when the canary's error rate exceeds the stable one's by more (0.05: 5 points)
+    max_error_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.05
+    #: roll back when the canary's p95 latency exceeds the stable one's times this factor
+    max_latency_ratio: Annotated[float, Field(ge=1)] = 1.5
+
+
+_STICKY = re.compile(r"^(key|session|header:[A-Za-z0-9-]{1,64})$")
 
 
 class ModelConfig(_Strict):
     description: str = ""
     deployments: Annotated[list[Deployment], Field(min_length=1)]
+    #: how the first deployment is chosen: weighted, latency, least_busy or cost
+    strategy: Literal["weighted", "latency", "least_busy", "cost"] = "weighted"
+    #: what keeps a caller on one variant, first present wins: key, session, header:NAME
+    sticky: list[str] = Field(default_factory=list)
+    #: public model names tried, in order, when every deployment of this one failed
+    fallbacks: list[str] = Field(default_factory=list)
+    #: what a request carrying sensitive data does: allow, local, redact or block
+    privacy: Literal["allow", "local", "redact", "block"] = "allow"
+    #: automatic rollback of canary deployments (on when a deployment is a canary)
+    rollback: RollbackConfig = Field(default_factory=RollbackConfig)
 
     @model_validator(mode="after")
     def _some_weight(self) -> ModelConfig:
         if not any(d.weight > 0 for d in self.deployments):
             raise ValueError("every deployment has weight 0; give at least one a weight > 0")
+        labels = [d.label for d in self.deployments]
+        if len(set(labels)) != len(labels):
+            raise ValueError("a deployment (backend + model) is listed twice; list each once")
         return self
+
+    @field_validator("sticky")
+    @classmethod
+    def _sticky(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _STICKY.match(item):
+                raise ValueError(
+                    f"{item!r} is not a sticky source; use key, session or header:HEADER-NAME"
+                )
+        return [item.lower() for item in value]
+
+
+class RetryConfig(_Strict):
+    """Tries per request and the pause between them."""
+
+    #: tries of a deployment the request already tried (after the whole fallback chain)
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    #: first backoff before trying a deployment again; doubles each time, with full jitter
+    backoff: Annotated[float, Field(ge=0, le=60)] = 0.25
+    #: longest backoff
+    max_backoff: Annotated[float, Field(ge=0, le=600)] = 8.0
+    #: an upstream asking (Retry-After) for a longer pause than this is not retried
+    max_retry_after: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    #: seconds one try may take before its response starts (None: the backend's timeouts)
+    try_timeout: Annotated[float | None, Field(gt=0)] = None
+    #: retries may add at most this share of the requests (e.g. 0.2 = 20%) ...
+    budget_ratio: Annotated[float, Field(ge=0, le=10)] = 0.2
+    #: ... plus this many retries per second regardless
+    budget_min_per_second: Annotated[float, Field(ge=0)] = 3.0
+
+
+class BreakerConfig(_Strict):
+    """Circuit breaking: ejecting a failing deployment, and bringing it back."""
+
+    #: consecutive failures that eject a deployment
+    failures: Annotated[int, Field(ge=1)] = 5
+    #: seconds of the first ejection; each further one doubles it
+    ejection: Annotated[float, Field(gt=0)] = 30.0
+    #: the longest ejection
+    max_ejection: Annotated[float, Field(gt=0)] = 600.0
+    #: the largest share of a model's deployments ejected at once (one always stays)
+    max_ejected_share: Annotated[float, Field(ge=0, le=1)] = 0.5
+    #: seconds between active health checks of ejected deployments (0: none)
+    health_interval: Annotated[float, Field(ge=0)] = 10.0
+
+
+class PriceConfig(_Strict):
+    #: US dollars per million prompt tokens
+    input: Annotated[float, Field(ge=0)]
+    #: US dollars per million completion tokens
+    output: Annotated[float, Field(ge=0)]
+
+
+class RouterConfig(_Strict):
+    retries: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
 
 
 class LocalModelConfig(_Strict):
@@ -397,8 +488,11 @@ class Config(_Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     local: LocalConfig = Field(default_factory=LocalConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    #: token prices by upstream model (or BACKEND/MODEL), over the built-in list prices
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     #: the model used by /api/v1/predict and turnout.predict() when none is named
     default_model: str | None = None
     #: also register a backend per provider key found in the environment
@@ -441,6 +535,13 @@ class Config(_Strict):
                         f"models.{name}.deployments[{i}].backend: no backend named "
                         f"{dep.backend!r}; define it under backends: or use one of "
                         f"{sorted(self.backends) or '(none defined)'}"
+                    )
+        for name, model in self.models.items():
+            for i, other in enumerate(model.fallbacks):
+                if other == name or (other not in self.models and other not in self.local_names):
+                    raise ValueError(
+                        f"models.{name}.fallbacks[{i}]: {other!r} is not another public model; "
+                        f"use one of {sorted(set(self.models) - {name}) or '(none defined)'}"
                     )
         if self.default_model is not None and not self._default_reachable():
             raise ValueError(

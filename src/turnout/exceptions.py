@@ -8,8 +8,8 @@ renders them in its own wire format in exactly one place (``turnout.server.error
 
     TurnoutError                      500 api_error / internal_error
     ├── ConfigError                       invalid configuration (never reaches a client)
-    ├── StorageUnavailable            503 storage_unavailable (database unreachable or unmigrated)
     ├── LimiterUnavailable            503 rate_limiter_unavailable (Redis down, fail closed)
+    ├── StorageUnavailable            503 storage_unavailable (database unreachable or unmigrated)
     ├── ClientError                   4xx: the caller can fix it
     │   ├── InvalidRequest            400 invalid_request_error (param names the field)
     │   ├── AuthenticationFailed      401 invalid_api_key
@@ -18,12 +18,14 @@ renders them in its own wire format in exactly one place (``turnout.server.error
     │   ├── UnknownURL                404 unknown_url
     │   ├── MethodNotAllowed          405 method_not_allowed
     │   ├── RequestTooLarge           413 request_too_large
+    │   ├── SensitiveDataBlocked      400 sensitive_data_blocked (privacy policy block)
     │   └── RateLimited               429 rate_limit_exceeded (retry_after)
     └── BackendError                  a backend or upstream failed; .retryable drives fallback
         ├── UpstreamError             502 upstream_error (5xx, unexpected status)
         ├── UpstreamInvalidResponse   502 upstream_invalid_response (not the promised format)
         ├── UpstreamAuthError         502 upstream_auth_error (gateway's own credentials refused)
         ├── UpstreamUnavailable       503 upstream_unavailable (refused, reset, 503)
+        │   └── NoLocalDeployment     503 no_local_deployment (privacy: local, none up)
         ├── UpstreamTimeout           504 upstream_timeout (deadline or read timeout)
         ├── UpstreamRateLimited       429 rate_limit_exceeded (upstream 429, retry_after)
         ├── UpstreamBadRequest        400 the upstream refused the request as invalid
@@ -44,10 +46,12 @@ __all__ = [
     "LimiterUnavailable",
     "MethodNotAllowed",
     "ModelNotFound",
+    "NoLocalDeployment",
     "NotSupported",
     "PermissionDenied",
     "RateLimited",
     "RequestTooLarge",
+    "SensitiveDataBlocked",
     "StorageUnavailable",
     "TurnoutError",
     "UnknownURL",
@@ -154,6 +158,12 @@ class RequestTooLarge(ClientError):
     code = "request_too_large"
 
 
+class SensitiveDataBlocked(ClientError):
+    """The prompt carries sensitive data and the model's privacy policy is ``block``."""
+
+    code = "sensitive_data_blocked"
+
+
 class RateLimited(ClientError):
     status = 429
     type = "rate_limit_error"
@@ -189,6 +199,14 @@ class UpstreamAuthError(BackendError):
 class UpstreamUnavailable(BackendError):
     status = 503
     code = "upstream_unavailable"
+
+
+class NoLocalDeployment(UpstreamUnavailable):
+    """Sensitive data under privacy policy ``local``, and no local deployment is up: the
+    request is refused rather than sent to a hosted API."""
+
+    code = "no_local_deployment"
+    retryable = False
 
 
 class UpstreamTimeout(BackendError):

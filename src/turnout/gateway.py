@@ -25,6 +25,7 @@ from turnout.config import (
     load_config,
 )
 from turnout.policies.limits import build_policy
+from turnout.policies.privacy import Detector
 from turnout.router.router import Router
 from turnout.services.accounting import Accountant
 from turnout.services.inference import InferenceService
@@ -62,7 +63,7 @@ class Gateway:
         if config.local_names:
             self.local = LocalRegistry(config.local, config.data_path)
             self.backends[LOCAL_BACKEND] = LocalBackend(LOCAL_BACKEND, self.local)
-        self.router = Router(config, self.backends)
+        self.router = Router(config, self.backends, self.metrics)
         #: rate limits; the server admits each request's client IP, the service its tokens
         self.limits = build_policy(config.limits, self.metrics)
         self.inference = InferenceService(
@@ -70,6 +71,7 @@ class Gateway:
             Accountant(self.metrics, self.request_log, self.limits),
             default_model=self.default_model,
             limits=self.limits,
+            privacy=Detector(config.privacy),
         )
         self.started = False
 
@@ -101,6 +103,7 @@ class Gateway:
             await self._prepare_demo(self.local)
         for backend in self.backends.values():
             await backend.start()
+        await self.router.start()
         if self.request_log is not None:
             await self.request_log.start()
         await self.limits.start()
@@ -127,6 +130,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         self.started = False
+        await self.router.aclose()
         for backend in self.backends.values():
             try:
                 await backend.aclose()

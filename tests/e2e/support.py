@@ -91,6 +91,13 @@ class Gateway:
         hdrs = self.auth_headers(headers) if auth else dict(headers or {})
         return rawhttp.request(method, self.url + path, headers=hdrs)
 
+    def request_json(
+        self, method: str, path: str, json: Any, *, auth: bool = True
+    ) -> rawhttp.RawResponse:
+        """Any method with a JSON body (PATCH, PUT, DELETE with a body)."""
+        hdrs = self.auth_headers() if auth else {}
+        return rawhttp.request(method, self.url + path, json=json, headers=hdrs)
+
     def get(
         self, path: str, *, auth: bool = True, headers: Mapping[str, str] | None = None
     ) -> rawhttp.RawResponse:

@@ -250,6 +250,7 @@ class RecordedRequest:
     finished: threading.Event = field(default_factory=threading.Event)
     server_reset: bool = False  # the fake itself cut the connection (ResetMidStream)
     content_encoding: str | None = None  # the response was compressed (FakeUpstream.compression)
+    received: float = field(default_factory=time.monotonic)  # when it arrived (monotonic)
 
     @property
     def authorization(self) -> str | None:
@@ -257,7 +258,7 @@ class RecordedRequest:
 
 
 def _norm_path(path: str | None) -> str | None:
-    if path is None or path.startswith("/v1/") or path == "/v1":
+    if path is None or path == "*" or path.startswith("/v1/") or path == "/v1":
         return path
     return "/v1" + (path if path.startswith("/") else "/" + path)
 
@@ -366,7 +367,7 @@ class FakeUpstream:
 
         ``path`` (e.g. "/v1/chat/completions" or "/chat/completions") restricts which requests
         consume them; by default any POST does (GET /v1/models never consumes a fault unless
-        ``path`` names it).
+        ``path`` names it); ``"*"`` matches every request, GET /v1/models and /health included.
         """
         with self._lock:
             self._queue.extend((_norm_path(path), fault) for fault in faults)
@@ -445,6 +446,8 @@ class FakeUpstream:
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         def matches(want: str | None) -> bool:
+            if want == "*":
+                return True
             return path == want if want is not None else method == "POST"
 
         with self._lock:

@@ -15,6 +15,7 @@ from turnout import exceptions
 from turnout.backends.presets import PRESETS
 from turnout.config import (
     BackendConfig,
+    BreakerConfig,
     Config,
     DatabaseConfig,
     Deployment,
@@ -23,6 +24,8 @@ from turnout.config import (
     ModelConfig,
     PrivacyConfig,
     RateLimitRule,
+    RetryConfig,
+    RollbackConfig,
     ServerConfig,
     Timeouts,
 )
@@ -154,6 +157,9 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (ModelConfig, ""),
     (Deployment, "deployments[]."),
     (DatabaseConfig, "database."),
+    (RollbackConfig, "rollback."),
+    (RetryConfig, "retries."),
+    (BreakerConfig, "breaker."),
     (LimitsConfig, "limits."),
     (RateLimitRule, "limits.per_ip."),
     (PrivacyConfig, "privacy."),

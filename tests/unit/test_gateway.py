@@ -155,8 +155,9 @@ async def test_a_failed_request_is_recorded(isolated: Path, upstream: FakeUpstre
         "down",
         503,
         "upstream_unavailable",
-        1,
+        3,  # the first try and two retries (router.retries.max_retries)
     )
+    assert [t["error"] for t in record["tries"]] == ["upstream_unavailable"] * 3
 
 
 async def test_a_failed_request_names_its_backend(isolated: Path, upstream: FakeUpstream) -> None:

@@ -105,7 +105,7 @@ async def test_apredict_errors_are_turnout_errors(upstream: FakeUpstream) -> Non
     with pytest.raises(turnout.InvalidRequest) as info:
         await turnout.apredict("x", max_tokens="5")
     assert info.value.param == "max_tokens"
-    upstream.enqueue(ErrorStatus(500))
+    upstream.enqueue(*[ErrorStatus(500)] * 3)  # the first try and two retries
     with pytest.raises(turnout.BackendError) as backend_error:
         await turnout.apredict("x")
     assert backend_error.value.code == "upstream_error"

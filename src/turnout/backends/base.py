@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +94,13 @@ class RequestContext:
     upstream_model: str | None = None
     #: free-form annotations for logs
     annotations: dict[str, Any] = field(default_factory=dict)
+    #: one entry per try, for the request log (set by the router)
+    tries: list[dict[str, Any]] = field(default_factory=list)
+    #: the caller's request headers by lower-case name (None outside HTTP)
+    header: Callable[[bytes], bytes | None] | None = None
+    #: what the privacy policy did, and the categories it found (set by the service)
+    privacy: str | None = None
+    privacy_categories: frozenset[str] = frozenset()
     #: the request's rate-limit state (subjects, token reservations), set by the front door
     admission: Admission | None = None
 

@@ -51,6 +51,9 @@ class Accountant:
         rec.latency = time.perf_counter() - ctx.t0
         rec.attempts = ctx.attempts
         rec.backend, rec.upstream_model = ctx.backend, ctx.upstream_model
+        rec.tries = ctx.tries
+        if ctx.privacy is not None:
+            rec.privacy, rec.privacy_categories = ctx.privacy, sorted(ctx.privacy_categories)
         if usage is not None:
             rec.prompt_tokens = usage.prompt_tokens
             rec.completion_tokens = usage.completion_tokens

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from turnout.backends.base import Backend, BackendRequest, Chunk, RequestContext, Result, Usage
-from turnout.exceptions import InvalidRequest
+from turnout.exceptions import InvalidRequest, SensitiveDataBlocked
 from turnout.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -28,6 +28,7 @@ from turnout.telemetry.records import RequestRecord
 
 if TYPE_CHECKING:
     from turnout.policies.limits import RateLimitPolicy
+    from turnout.policies.privacy import Detector
 
 __all__ = ["ChunkStream", "InferenceService"]
 
@@ -62,6 +63,8 @@ class ChunkStream:
         self.include_usage = include_usage
         self.usage: Usage | None = None
         self._finished = False
+        #: told how the stream ended (the router's in-flight count and health)
+        self.on_end: Callable[[BaseException | None], None] | None = None
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
         return self._iterate()
@@ -88,8 +91,12 @@ class ChunkStream:
         if self._finished:
             return
         self._finished = True
-        await _aclose(self.rest)
-        self.accountant.finish(self.record, self.ctx, usage=self.usage, error=error)
+        try:
+            await _aclose(self.rest)
+        finally:
+            if self.on_end is not None:
+                self.on_end(error)
+            self.accountant.finish(self.record, self.ctx, usage=self.usage, error=error)
 
     async def aclose(self) -> None:
         """Release the stream if it was not iterated to its end (recorded as cancelled)."""
@@ -113,10 +120,13 @@ class InferenceService:
         accountant: Accountant,
         default_model: str | None,
         limits: RateLimitPolicy | None = None,
+        privacy: Detector | None = None,
     ) -> None:
         self.router = router
         self.accountant = accountant
         self.default_model = default_model
+        #: finds sensitive data for models whose privacy policy is not ``allow``
+        self.privacy = privacy
         #: reserves each request's tokens before the backend call (accounting settles them)
         self.limits = limits
 
@@ -146,16 +156,43 @@ class InferenceService:
             route = self.router.resolve(call.model)
             if self.limits is not None:
                 await self.limits.reserve(ctx, call.body)
+            local_only = self._apply_privacy(route, call, ctx)
             if call.stream:
-                return await self._open_stream(endpoint, call, route, record, ctx)
+                return await self._open_stream(endpoint, call, route, record, ctx, local_only)
             result, _ = await self.router.call(
-                route, ctx, lambda t: _CALLS[endpoint](t.backend, _request(call.body, t), ctx)
+                route,
+                ctx,
+                lambda t: _CALLS[endpoint](t.backend, _request(call.body, t), ctx),
+                body=call.body,
+                local_only=local_only,
             )
         except BaseException as exc:
             self.accountant.finish(record, ctx, error=exc)
             raise
         self.accountant.finish(record, ctx, usage=result.usage)
         return result
+
+    def _apply_privacy(self, route: Route, call: _Call, ctx: RequestContext) -> bool:
+        """Scan the request when the model's privacy policy asks for it and apply the
+        policy: redact the findings, refuse the request, or keep it local (returns True)."""
+        policy = route.privacy
+        if policy == "allow" or self.privacy is None:
+            return False
+        if policy == "redact":
+            call.body, found = self.privacy.redact_request(call.body)
+        else:
+            found = self.privacy.scan_request(call.body)
+        if not found:
+            return False
+        ctx.privacy, ctx.privacy_categories = policy, found
+        self.accountant.metrics.count_privacy(policy, found)
+        if policy == "block":
+            raise SensitiveDataBlocked(
+                f"The request carries sensitive data ({', '.join(sorted(found))}) and model "
+                f"{route.name!r} does not accept it (privacy policy 'block'). Remove it from "
+                "the messages and send the request again."
+            )
+        return policy == "local"
 
     def _prepare(self, endpoint: str, body: Any) -> _Call:
         if endpoint == "chat":
@@ -194,13 +231,21 @@ class InferenceService:
         route: Route,
         record: RequestRecord,
         ctx: RequestContext,
+        local_only: bool,
     ) -> ChunkStream:
         opener = _STREAMS[endpoint]
         head, rest, target = await self.router.open_stream(
-            route, ctx, lambda t: opener(t.backend, _request(call.body, t), ctx)
+            route,
+            ctx,
+            lambda t: opener(t.backend, _request(call.body, t), ctx),
+            body=call.body,
+            local_only=local_only,
+            hold=True,
         )
         self.accountant.first_token(record, ctx)
-        return ChunkStream(head, rest, target, record, ctx, self.accountant, call.include_usage)
+        stream = ChunkStream(head, rest, target, record, ctx, self.accountant, call.include_usage)
+        stream.on_end = lambda error: self.router.stream_ended(route, target, ctx, error)
+        return stream
 
 
 _CALLS: dict[str, CallOp] = {
@@ -218,6 +263,7 @@ _STREAMS: dict[str, StreamOp] = {
 def _request(body: dict[str, Any], target: Target) -> BackendRequest:
     out = dict(body)
     out["model"] = target.model
+    out.pop("session_id", None)  # turnout's own field (sticky routing), not the upstream's
     return BackendRequest(out)
 
 

@@ -92,6 +92,35 @@ class Metrics:
             "decided them.",
             registry=r,
         )
+        self.retries = Counter(
+            "turnout_router_retries",
+            "Retries of a deployment already tried by the same request, by public model.",
+            ["model"],
+            registry=r,
+        )
+        self.retry_budget_exhausted = Counter(
+            "turnout_router_retry_budget_exhausted",
+            "Retries not made because retries had reached their share of the traffic.",
+            registry=r,
+        )
+        self.ejections = Counter(
+            "turnout_deployment_ejections",
+            "Deployments ejected by the circuit breaker after repeated failures.",
+            ["deployment"],
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "turnout_canary_rollbacks",
+            "Canary deployments set to weight 0 because they did worse than the stable ones.",
+            ["model", "deployment"],
+            registry=r,
+        )
+        self.privacy = Counter(
+            "turnout_privacy_decisions",
+            "Requests carrying sensitive data, by the policy applied and category found.",
+            ["decision", "category"],
+            registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -125,6 +154,19 @@ class Metrics:
 
     def count_rate_limited(self, scope: str, kind: str) -> None:
         self._child(self.rate_limited, scope, kind).inc()
+
+    def count_retry(self, model: str) -> None:
+        self._child(self.retries, model).inc()
+
+    def count_ejection(self, deployment: str) -> None:
+        self._child(self.ejections, deployment).inc()
+
+    def count_rollback(self, model: str, deployment: str) -> None:
+        self._child(self.rollbacks, model, deployment).inc()
+
+    def count_privacy(self, decision: str, categories: frozenset[str]) -> None:
+        for category in categories:
+            self._child(self.privacy, decision, category).inc()
 
     def render(self) -> bytes:
         if not self.multiprocess:

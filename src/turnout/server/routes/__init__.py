@@ -27,16 +27,16 @@ class RouteSpec:
 
 
 def _table() -> tuple[dict[str, dict[str, RouteSpec]], list[tuple[str, dict[str, RouteSpec]]]]:
-    from turnout.server.routes import admin, openai, ops, predict
+    from turnout.server.routes import admin, openai, ops, predict, routing
 
     exact: dict[str, dict[str, RouteSpec]] = {}
-    prefixed: list[tuple[str, dict[str, RouteSpec]]] = []
-    for spec in (*openai.ROUTES, *predict.ROUTES, *ops.ROUTES, *admin.ROUTES):
+    prefixed: dict[str, dict[str, RouteSpec]] = {}
+    for spec in (*openai.ROUTES, *predict.ROUTES, *ops.ROUTES, *admin.ROUTES, *routing.ROUTES):
         if spec.path.endswith("/*"):
-            prefixed.append((spec.path[:-1], {spec.method: spec}))
+            prefixed.setdefault(spec.path[:-1], {})[spec.method] = spec
         else:
             exact.setdefault(spec.path, {})[spec.method] = spec
-    return exact, prefixed
+    return exact, list(prefixed.items())
 
 
 ROUTES, PREFIX_ROUTES = _table()

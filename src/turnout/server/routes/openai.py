@@ -28,16 +28,21 @@ def _context(gw: Gateway, req: HttpRequest) -> RequestContext:
     ctx = gw.context(req.request_id)
     ctx.principal = req.principal
     ctx.admission = req.admission
+    ctx.header = req.header
     return ctx
 
 
 def _routing_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     if ctx.served_by is None:
         return []
-    return [
+    headers = [
         (b"x-turnout-deployment", ctx.served_by.encode()),
         (b"x-turnout-attempts", str(ctx.attempts).encode()),
     ]
+    if ctx.privacy is not None:
+        found = ",".join(sorted(ctx.privacy_categories))
+        headers.append((b"x-turnout-privacy", f"{ctx.privacy}; categories={found}".encode()))
+    return headers
 
 
 def _render(result: Result | ChunkStream, ctx: RequestContext) -> JsonResponse | SseResponse:

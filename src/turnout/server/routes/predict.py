@@ -13,6 +13,7 @@ async def predict(gw: Gateway, req: HttpRequest) -> JsonResponse:
     ctx = gw.context(req.request_id)
     ctx.principal = req.principal
     ctx.admission = req.admission
+    ctx.header = req.header
     return JsonResponse(orjson.dumps(await gw.inference.predict(req.parsed, ctx)))
 
 
