@@ -307,6 +307,28 @@ class LocalModelConfig(_Strict):
     description: str = ""
     #: engine options, e.g. num_blocks / max_batch_tokens (transformers), instances (llama_cpp)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: transformers engine: none, int8 (CPU: dynamic int8; GPU: bitsandbytes) or int4 (GPU)
+    quantization: Literal["none", "int8", "int4"] = "none"
+    #: load when the gateway starts instead of on first use
+    preload: bool = False
+
+    @field_validator("quantization")
+    @classmethod
+    def _quantization(cls, value: str, info: Any) -> str:  # info: pydantic ValidationInfo
+        if value == "none":
+            return value
+        if info.data.get("engine") == "llama_cpp":
+            raise ValueError(
+                "a GGUF file carries its own quantization: leave quantization at none and pick "
+                "a quantized file (for example hf:ORG/NAME:Q4_K_M)"
+            )
+        options = info.data.get("options") or {}
+        if value == "int4" and str(options.get("device", "cpu")) == "cpu":
+            raise ValueError(
+                "int4 needs a CUDA GPU (bitsandbytes): set options.device: cuda, or use int8 "
+                "on the CPU, or a 4-bit GGUF file with the llama_cpp engine"
+            )
+        return value
 
 
 class LocalConfig(_Strict):

@@ -3,6 +3,7 @@ and the real ``huggingface_hub`` client, against a fake Hub on loopback (HF_ENDP
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,14 +27,20 @@ def config(workdir: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
-    from turnout.backends.local.demo_model import generate_demo_model
+    from turnout.backends.local.demo_model import GGUF_FILE, generate_demo_model
 
     repo = generate_demo_model(tmp_path_factory.mktemp("hub-repo") / "tiny")
     # a pickle next to the safetensors: it must never be downloaded
     (repo / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
     (repo / "README.md").write_text("# tiny\n")
+    ggufs = tmp_path_factory.mktemp("hub-gguf")
+    if (repo / GGUF_FILE).is_file():
+        for name in ("tiny-Q4_K_M.gguf", "tiny-Q8_0.gguf", "tiny-f16.gguf"):
+            shutil.copy(repo / GGUF_FILE, ggufs / name)
+    (ggufs / "README.md").write_text("# tiny, quantized\n")
     with FakeHub() as fake:
         fake.add_repo("acme/tiny", repo, revisions=("v1",))
+        fake.add_repo("acme/tiny-gguf", ggufs)
         yield fake
 
 
@@ -77,6 +84,14 @@ def test_deploy_from_the_hub(gateway: Gateway, hub: FakeHub) -> None:
     assert not (target / "README.md").exists()
     downloads = [r for r in hub.requests if "/resolve/" in r]
     assert downloads and not any(r.endswith(".bin") for r in downloads)
+
+
+def test_download_progress_in_the_log(gateway: Gateway) -> None:
+    gateway.post("/admin/models", {"name": "tiny", "path": "hf:acme/tiny"})
+    log = gateway.log()
+    # plain lines (no terminal): the download is measured in bytes against the listed total
+    assert "loading tiny: download 0.0 MB of " in log
+    assert "loading tiny: weights" in log and "loading tiny: loaded in" in log
 
 
 def test_deploy_a_revision(gateway: Gateway) -> None:
@@ -135,3 +150,62 @@ def test_offline_without_a_copy(tmp_path: Path, hub: FakeHub) -> None:
         error = assert_error(resp, 400, param="path")
         assert "HF_HUB_OFFLINE" in error["message"]
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ GGUF for llama.cpp
+
+needs_llama = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("gguf") is None,
+    reason="llama-cpp-python or gguf is not installed",
+)
+
+
+@needs_llama
+@pytest.mark.parametrize(
+    ("path", "file"),
+    [
+        ("hf:acme/tiny-gguf:q8_0", "tiny-Q8_0.gguf"),
+        ("hf:acme/tiny-gguf/tiny-f16.gguf", "tiny-f16.gguf"),
+    ],
+)
+def test_one_gguf_file_is_downloaded(gateway: Gateway, hub: FakeHub, path: str, file: str) -> None:
+    before = len(hub.requests)
+    name = "gguf-" + file.split("-")[1].split(".")[0].lower()
+    resp = gateway.post("/admin/models", {"name": name, "path": path, "engine": "llama_cpp"})
+    assert resp.status == 201, resp.text + gateway.log()
+    assert resp.json()["stats"]["extra"]["file"] == file
+    fetched = [r for r in hub.requests[before:] if "/resolve/" in r and r.startswith("GET")]
+    assert fetched and all(r.endswith("/" + file) for r in fetched), fetched
+    target = models_dir(gateway) / "hub" / "acme--tiny-gguf" / "main"
+    assert (target / file).is_file() and not (target / "README.md").exists()
+    reply = gateway.client().chat.completions.create(model=name, messages=HELLO, max_tokens=3)
+    assert reply.choices
+
+
+@needs_llama
+@pytest.mark.parametrize(
+    ("path", "code", "fragment"),
+    [
+        ("hf:acme/tiny-gguf", "ambiguous_model_file", "has 3 GGUF files"),
+        ("hf:acme/tiny-gguf:Q2_K", "model_not_found", "has no GGUF file tagged 'Q2_K'"),
+        ("hf:acme/tiny-gguf/tiny-Q3.gguf", "model_not_found", "has no file 'tiny-Q3.gguf'"),
+    ],
+)
+def test_gguf_choice_missing_or_ambiguous(
+    gateway: Gateway, hub: FakeHub, path: str, code: str, fragment: str
+) -> None:
+    before = len(hub.requests)
+    resp = gateway.post("/admin/models", {"name": "gguf-bad", "path": path, "engine": "llama_cpp"})
+    error = assert_error(resp, 400, param="path", code=code)
+    assert fragment in error["message"]
+    for listed in ("tiny-Q4_K_M.gguf", "tiny-Q8_0.gguf", "tiny-f16.gguf"):
+        assert listed in error["message"]
+    assert not [r for r in hub.requests[before:] if "/resolve/" in r]  # nothing downloaded
+
+
+def test_a_gguf_choice_needs_the_llama_cpp_engine(gateway: Gateway, hub: FakeHub) -> None:
+    before = len(hub.requests)
+    resp = gateway.post("/admin/models", {"name": "x", "path": "hf:acme/tiny-gguf:Q8_0"})
+    error = assert_error(resp, 400, param="path")
+    assert "llama_cpp" in error["message"]
+    assert len(hub.requests) == before

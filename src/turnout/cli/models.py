@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ import click
 from rich.table import Table
 
 from turnout.cli.common import config_option, err_console, load_or_exit, out_console
+from turnout.cli.progress import LoadBars
 from turnout.config import DEMO_NAME
 
 
@@ -110,6 +112,7 @@ def _call(
         raise SystemExit(1) from None
 
 
+_POLL = 0.2
 _URL = click.option(
     "--url",
     default="http://127.0.0.1:8400",
@@ -133,22 +136,39 @@ _KEY = click.option(
     default="transformers",
     show_default=True,
 )
+@click.option(
+    "--quantization",
+    type=click.Choice(["none", "int8", "int4"]),
+    default="none",
+    show_default=True,
+    help="transformers engine: int8 (CPU or GPU) or int4 (GPU, bitsandbytes).",
+)
 @click.option("--option", "options", multiple=True, help="Engine option KEY=VALUE (repeatable).")
 @_URL
 @_KEY
 def deploy(
-    name: str, path: str, engine: str, options: tuple[str, ...], url: str, api_key: str | None
+    name: str,
+    path: str,
+    engine: str,
+    quantization: str,
+    options: tuple[str, ...],
+    url: str,
+    api_key: str | None,
 ) -> None:
     """Load a local model into a running gateway and serve it as NAME.
 
+    A progress bar follows the load (download, weights, warm-up) until the model is loaded.
+
     PATH is a model directory (transformers, safetensors weights) or a .gguf file
-    (llama_cpp), inside the gateway's local.model_dirs.
+    (llama_cpp), inside the gateway's local.model_dirs; or a Hugging Face Hub model,
+    hf:ORG/NAME[@REVISION] (for llama_cpp also hf:ORG/NAME:TAG or hf:ORG/NAME/FILE.gguf).
 
     \b
     Examples:
       turnout models deploy demo-copy local-demo
-      turnout models deploy qwen /srv/models/qwen2.5-0.5b --option num_blocks=128
+      turnout models deploy qwen /srv/models/qwen2.5-0.5b --quantization int8
       turnout models deploy tiny tiny.gguf --engine llama_cpp --url http://10.0.0.5:8400
+      turnout models deploy qwen-q4 hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M --engine llama_cpp
     """
     parsed: dict[str, object] = {}
     for item in options:
@@ -156,11 +176,42 @@ def deploy(
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
         parsed[key] = _number_or_text(value)
-    body = {"name": name, "path": path, "engine": engine, "options": parsed}
-    with err_console.status(f"loading {name} ..."):
-        state = _call(url, api_key, "/admin/models", method="POST", body=body, timeout=900)
+    body = {
+        "name": name,
+        "path": path,
+        "engine": engine,
+        "options": parsed,
+        "quantization": quantization,
+    }
+    state = _call(url, api_key, "/admin/models?wait=false", method="POST", body=body, timeout=60)
+    state = _follow_load(url, api_key, name, state)
+    if state.get("status") == "failed":
+        message = (state.get("error") or {}).get("message", "unknown error")
+        err_console.print(f"[red]{url} could not load {name}:[/] {message}")
+        raise SystemExit(1)
     memory = state.get("stats", {}).get("memory_bytes", 0) / 1e6
-    out_console.print(f"[green]deployed[/] {name} ({engine}, {memory:.1f} MB)")
+    quantized = f", {quantization}" if quantization != "none" else ""
+    out_console.print(f"[green]deployed[/] {name} ({engine}{quantized}, {memory:.1f} MB)")
+
+
+def _follow_load(url: str, api_key: str | None, name: str, state: Any) -> Any:
+    """Poll the gateway's state of ``name`` while it loads, drawing its progress."""
+    bars = LoadBars(err_console)
+    try:
+        while state.get("status") == "loading":
+            if state.get("progress"):
+                bars.update(state["progress"])
+            time.sleep(_POLL)
+            listing = _call(url, api_key, "/admin/models")
+            state = next((m for m in listing.get("data", []) if m.get("name") == name), None)
+            if state is None:
+                err_console.print(f"[red]{url} no longer lists {name}[/]; was it unloaded?")
+                raise SystemExit(1)
+        stage = "failed" if state.get("status") == "failed" else "loaded"
+        bars.update({"name": name, "stage": stage, "done": 0, "total": None, "unit": None})
+    finally:
+        bars.stop()
+    return state
 
 
 @models_group.command("unload")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import click
 
 from turnout.cli.common import config_option, err_console, load_or_exit
+from turnout.cli.progress import show_load_progress
 from turnout.config import DEMO_NAME, Config
 from turnout.exceptions import ConfigError, StorageUnavailable
 from turnout.policies.master_key import load_or_create_master_key
@@ -61,6 +63,9 @@ def serve(
     _banner(config, host, port)
     os.environ[LOG_LEVEL_ENV] = log_level
     configure_logging(log_level)
+    if workers == 1 and sys.stderr.isatty():
+        # models loaded in this process draw progress bars instead of log lines
+        show_load_progress(err_console)
     uvicorn.run(
         "turnout.server.app:create_app_from_env",
         factory=True,

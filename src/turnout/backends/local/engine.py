@@ -2,9 +2,12 @@
 
 Contract
 --------
-- :meth:`Engine.load` reads the model files (blocking work goes to a thread) and raises
+- :meth:`Engine.check` looks at the model files and options without reading the weights
+  (blocking, quick: call it in a thread) and raises
   :class:`~turnout.exceptions.InvalidRequest` with a clear message for files it cannot use
-  (missing, corrupt, unsupported architecture, pickle weights). :meth:`Engine.unload`
+  (missing, corrupt, unsupported architecture, pickle weights) or a quantization it cannot do.
+- :meth:`Engine.load` runs the checks, then reads the model files (blocking work goes to a
+  thread), reporting its stages to ``progress`` (:class:`LoadProgress`). :meth:`Engine.unload`
   frees the memory; requests still running finish or fail with ``UpstreamUnavailable``.
 - :meth:`Engine.stream_chat` yields OpenAI ``chat.completion.chunk`` objects built with
   :class:`~turnout.backends.local.chunks.ChunkBuilder`: role, content..., finish, usage.
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from turnout.backends.base import BackendRequest, Chunk, RequestContext, Result
+from turnout.backends.local.progress import LoadProgress
 from turnout.exceptions import NotSupported
 
 __all__ = ["Engine", "EngineStats"]
@@ -45,10 +49,24 @@ class Engine(ABC):
     #: ``transformers`` or ``llama_cpp``
     kind: str = ""
 
-    def __init__(self, name: str, path: Path, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        options: dict[str, Any] | None = None,
+        *,
+        quantization: str = "none",
+        progress: LoadProgress | None = None,
+    ) -> None:
         self.name = name
         self.path = path
         self.options = dict(options or {})
+        #: ``none``, ``int8`` or ``int4``; engines that cannot quantize refuse the others
+        self.quantization = quantization
+        self.progress = progress or LoadProgress(name)
+
+    def check(self) -> None:
+        """Quick checks of the files and options, no weights read (blocking; see above)."""
 
     @abstractmethod
     async def load(self) -> None:

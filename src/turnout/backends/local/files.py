@@ -3,21 +3,33 @@
 Checked before a single byte is deserialised: the path stays inside the configured model
 directories (no traversal, no symlink escape), pickle-based weights (which can execute code
 when loaded) are refused, and safetensors headers are well-formed.
+
+:func:`read_weights` reads weight files through once, counting bytes for the load's progress;
+the engine that loads them next finds them in the page cache.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
+from turnout.backends.local.progress import LoadProgress
 from turnout.exceptions import InvalidRequest
 
-__all__ = ["PICKLE_SUFFIXES", "check_model_dir", "check_safetensors", "resolve_model_path"]
+__all__ = [
+    "PICKLE_SUFFIXES",
+    "check_model_dir",
+    "check_safetensors",
+    "read_weights",
+    "resolve_model_path",
+]
 
 #: weight formats that are Python pickles: loading them can run arbitrary code
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
 _MAX_HEADER = 100 * 1024 * 1024
+_READ_CHUNK = 8 * 1024 * 1024
 
 
 def resolve_model_path(raw: str, roots: list[Path]) -> Path:
@@ -93,3 +105,18 @@ def check_safetensors(file: Path) -> None:
             f"file has {size}.",
             param="path",
         )
+
+
+def read_weights(files: Sequence[Path], progress: LoadProgress) -> None:
+    """Read ``files`` from disk once (stage ``weights``, in bytes). Blocking."""
+    progress.begin("weights", total=sum(f.stat().st_size for f in files), unit="bytes")
+    buffer = bytearray(_READ_CHUNK)
+    for file in files:
+        try:
+            with file.open("rb", buffering=0) as fh:
+                while count := fh.readinto(buffer):
+                    progress.advance(count)
+        except OSError as exc:
+            raise InvalidRequest(
+                f"Cannot read {file.name!r}: {exc.strerror}.", param="path"
+            ) from None

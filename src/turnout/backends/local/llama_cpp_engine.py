@@ -39,6 +39,7 @@ import asyncio
 import codecs
 import contextlib
 import datetime
+import importlib.util
 import logging
 import struct
 import threading
@@ -60,6 +61,8 @@ from turnout.backends.local.chunks import (
     stop_position,
 )
 from turnout.backends.local.engine import Engine, EngineStats
+from turnout.backends.local.files import read_weights
+from turnout.backends.local.progress import LoadProgress
 from turnout.exceptions import (
     InvalidRequest,
     NotSupported,
@@ -161,8 +164,16 @@ class _Job:
 class LlamaCppEngine(Engine):
     kind = "llama_cpp"
 
-    def __init__(self, name: str, path: Path, options: dict[str, Any] | None = None) -> None:
-        super().__init__(name, path, options)
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        options: dict[str, Any] | None = None,
+        *,
+        quantization: str = "none",
+        progress: LoadProgress | None = None,
+    ) -> None:
+        super().__init__(name, path, options, quantization=quantization, progress=progress)
         self.file: Path = path
         self.n_ctx = 0
         self._n_vocab = 0
@@ -181,21 +192,32 @@ class LlamaCppEngine(Engine):
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def load(self) -> None:
+    def check(self) -> None:
+        if self.quantization != "none":
+            raise InvalidRequest(
+                "A GGUF file carries its own quantization: leave quantization at none and pick "
+                "a quantized file (for example hf:ORG/NAME:Q4_K_M).",
+                param="quantization",
+            )
         self.file = check_gguf(self.path)
-        count = _int_option(self.options, "instances", 1, minimum=1)
-        try:
-            import llama_cpp  # noqa: F401
-        except ImportError:
+        _int_option(self.options, "instances", 1, minimum=1)
+        if importlib.util.find_spec("llama_cpp") is None:
             raise InvalidRequest(
                 "The llama.cpp engine needs llama-cpp-python: pip install 'turnout[llama]'.",
                 param="engine",
-            ) from None
+            )
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self.check)
+        count = _int_option(self.options, "instances", 1, minimum=1)
+        await asyncio.to_thread(read_weights, [self.file], self.progress)
+        self.progress.begin("building", total=count)
         instances: list[_Instance] = []
         try:
             for index in range(count):
                 llama = await asyncio.to_thread(self._open, embedding=False)
                 instances.append(_Instance(index, llama))
+                self.progress.advance(1)
             if self.options.get("embedding"):
                 self._embedder = await asyncio.to_thread(self._open, embedding=True)
             self._template = _compile_template(instances[0].llama)

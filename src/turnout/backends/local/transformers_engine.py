@@ -12,6 +12,12 @@ to the sequential path (one request at a time, its own decode loop):
   (argmax for any practical purpose), not as a fallback.
 
 Cancellation (client gone) cancels the request inside the batch at once.
+
+Loading: the files are checked first (:meth:`TransformersEngine.check`: safe files, a causal
+LM architecture transformers knows, a quantization this machine can do), the weights are read
+through once (progress in bytes), the model is built on ``options.device`` (``cpu``, the
+default, in float32; ``cuda``/``cuda:N`` in the checkpoint's dtype), quantized as configured
+(see :mod:`turnout.backends.local.quantization`) and warmed up with one generated token.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from turnout.backends.base import BackendRequest, Chunk, RequestContext, Result, Usage
+from turnout.backends.local.architecture import check_causal_lm, check_loaded_weights
 from turnout.backends.local.chunks import (
     ChunkBuilder,
     encode_embedding,
@@ -35,7 +42,14 @@ from turnout.backends.local.chunks import (
     stop_position,
 )
 from turnout.backends.local.engine import Engine, EngineStats
-from turnout.backends.local.files import check_model_dir
+from turnout.backends.local.files import check_model_dir, read_weights
+from turnout.backends.local.progress import LoadProgress
+from turnout.backends.local.quantization import (
+    check_quantization,
+    load_arguments,
+    quantize,
+    weight_bytes,
+)
 from turnout.exceptions import InvalidRequest, UpstreamError, UpstreamUnavailable
 
 __all__ = ["TransformersEngine"]
@@ -60,8 +74,17 @@ class _Params:
 class TransformersEngine(Engine):
     kind = "transformers"
 
-    def __init__(self, name: str, path: Path, options: dict[str, Any] | None = None) -> None:
-        super().__init__(name, path, options)
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        options: dict[str, Any] | None = None,
+        *,
+        quantization: str = "none",
+        progress: LoadProgress | None = None,
+    ) -> None:
+        super().__init__(name, path, options, quantization=quantization, progress=progress)
+        self.device = str(self.options.get("device", "cpu"))
         self.model: Any = None
         self.tokenizer: Any = None
         self.manager: Any = None
@@ -74,41 +97,56 @@ class TransformersEngine(Engine):
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def load(self) -> None:
+    def check(self) -> None:
         check_model_dir(self.path, kind="safetensors")
+        check_causal_lm(self.path)
+        check_quantization(self.quantization, self.device)
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self.check)
         await asyncio.to_thread(self._load)
 
     def _load(self) -> None:
-        import torch
-        from transformers import (
-            AutoModelForCausalLM,
-            AutoTokenizer,
-            ContinuousBatchingConfig,
-            GenerationConfig,
-        )
-
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                self.path,
-                local_files_only=True,
-                use_safetensors=True,
-                dtype=torch.float32 if self.options.get("device", "cpu") == "cpu" else "auto",
-            )
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise InvalidRequest(
-                f"Cannot load {self.path.name!r} with transformers: {short_error(exc)}",
-                param="path",
-            ) from None
+        read_weights(sorted(self.path.glob("*.safetensors")), self.progress)
+        self.progress.begin("building")
+        self.tokenizer, self.model = self._from_pretrained()
         if self.tokenizer.chat_template is None:
             raise InvalidRequest(
                 f"The model in {self.path.name!r} has no chat template; add one to its "
                 "tokenizer_config.json or chat_template.jinja.",
                 param="path",
             )
-        config = self.model.config
-        self.context_length = int(getattr(config, "max_position_embeddings", 2048))
-        self._memory = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        self.model = quantize(self.model, self.quantization, self.device)
+        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self._memory = weight_bytes(self.model)
+        self.manager = self._start_batching()
+        self.progress.begin("warmup")
+        self._warm_up()
+
+    def _from_pretrained(self) -> tuple[Any, Any]:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            loaded: Any = AutoModelForCausalLM.from_pretrained(
+                self.path,
+                local_files_only=True,
+                use_safetensors=True,
+                output_loading_info=True,
+                **load_arguments(self.quantization, self.device),
+            )
+        except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+            raise InvalidRequest(
+                f"Cannot load {self.path.name!r} with transformers: {short_error(exc)}",
+                param="path",
+            ) from None
+        model, info = loaded
+        check_loaded_weights(self.path, info)
+        return tokenizer, model
+
+    def _start_batching(self) -> Any:
+        from transformers import ContinuousBatchingConfig, GenerationConfig
+
         generation = GenerationConfig(  # type: ignore[no-untyped-call]
             do_sample=True,
             temperature=0.7,  # not 1.0: otherwise no per-request temperature processor exists
@@ -123,10 +161,29 @@ class TransformersEngine(Engine):
             max_batch_tokens=int(self.options.get("max_batch_tokens", 2048)),
             max_queue_size=0,
         )
-        self.manager = self.model.init_continuous_batching(
+        manager = self.model.init_continuous_batching(
             generation_config=generation, continuous_batching_config=batching
         )
-        self.manager.start()
+        manager.start()
+        return manager
+
+    def _warm_up(self) -> None:
+        """One token through the batch before the model takes requests: the first forward
+        pass pays for lazy initialisation, and a model that cannot generate fails here."""
+        ids = self.tokenizer("Hello", add_special_tokens=True)["input_ids"] or [0]
+        rid = f"warmup-{next(_ids)}"
+        self.manager.add_request(input_ids=ids, request_id=rid, max_new_tokens=1, streaming=False)
+        while self.manager.is_running():
+            output = self.manager.get_result(request_id=rid, timeout=0.5)
+            if output is None:
+                continue
+            if output.error:
+                self.manager.stop(True)
+                raise InvalidRequest(
+                    f"{self.path.name!r} loaded but cannot generate: {output.error}", param="path"
+                )
+            return
+        raise InvalidRequest(f"{self.path.name!r}: the batch stopped during warm-up.", param="path")
 
     async def unload(self) -> None:
         manager, self.manager = self.manager, None
@@ -192,13 +249,14 @@ class TransformersEngine(Engine):
 
         pad = self.tokenizer.pad_token_id or 0
         width = max(len(ids) for ids in batches)
-        ids = torch.tensor([b + [pad] * (width - len(b)) for b in batches])
-        mask = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b in batches])
+        device = self.model.device
+        ids = torch.tensor([b + [pad] * (width - len(b)) for b in batches], device=device)
+        mask = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b in batches], device=device)
         with self._embedding_lock, torch.no_grad():
             states = self.model.get_decoder()(input_ids=ids, attention_mask=mask)
         weights = mask.unsqueeze(-1).to(states.last_hidden_state.dtype)
         pooled = (states.last_hidden_state * weights).sum(1) / weights.sum(1)
-        pooled = torch.nn.functional.normalize(pooled[:, :dims].float(), dim=-1)
+        pooled = torch.nn.functional.normalize(pooled[:, :dims].float().cpu(), dim=-1)
         return [[float(x) for x in row] for row in pooled.tolist()]
 
     def stats(self) -> EngineStats:
@@ -206,7 +264,12 @@ class TransformersEngine(Engine):
             active=self._active,
             queued=self._sequential_waiting,
             memory_bytes=self._memory,
-            extra={"context_length": self.context_length, "batching": "continuous"},
+            extra={
+                "context_length": self.context_length,
+                "batching": "continuous",
+                "device": self.device,
+                "quantization": self.quantization,
+            },
         )
 
     # -- generation -------------------------------------------------------------------------
@@ -327,7 +390,8 @@ class TransformersEngine(Engine):
 
         generator = torch.Generator().manual_seed(int(params.seed or 0))
         eos = self.tokenizer.eos_token_id
-        ids = torch.tensor([params.prompt_ids])
+        device = self.model.device
+        ids = torch.tensor([params.prompt_ids], device=device)
         past = None
         with torch.no_grad():
             for _ in range(params.max_tokens):
@@ -335,11 +399,11 @@ class TransformersEngine(Engine):
                     return
                 out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
                 past = out.past_key_values
-                token = _sample(out.logits[0, -1], params, generator)
+                token = _sample(out.logits[0, -1].float().cpu(), params, generator)
                 if token == eos:
                     return
                 yield token
-                ids = torch.tensor([[token]])
+                ids = torch.tensor([[token]], device=device)
 
     async def _decode(
         self, batches: AsyncIterator[list[int]], params: _Params, builder: ChunkBuilder

@@ -1,9 +1,16 @@
-"""Admin API for local models: list, deploy (load) and unload, master key required."""
+"""Admin API for local models: list, deploy (load) and unload, master key required.
+
+``POST /admin/models`` checks the request and the model files first (a bad deploy is a 4xx and
+changes nothing), then loads the model and answers 201 with its state. With ``?wait=false`` it
+answers 202 at once (state ``loading``) and loads in the background; ``GET /admin/models`` then
+shows the load's ``progress``, and ``status`` ends as ``loaded`` or ``failed`` (with ``error``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -16,6 +23,7 @@ from turnout.server.http import HttpRequest, JsonResponse
 from turnout.server.routes import RouteSpec
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class DeployRequest(BaseModel):
@@ -26,6 +34,7 @@ class DeployRequest(BaseModel):
     engine: str = "transformers"
     description: str = ""
     options: dict[str, Any] = Field(default_factory=dict)
+    quantization: str = "none"
 
 
 def _registry(gw: Gateway) -> LocalRegistry:
@@ -51,31 +60,45 @@ async def list_local(gw: Gateway, req: HttpRequest) -> JsonResponse:
 
 async def deploy(gw: Gateway, req: HttpRequest) -> JsonResponse:
     registry = _registry(gw)
-    try:
-        spec = DeployRequest.model_validate(req.parsed)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        param = ".".join(str(p) for p in err["loc"]) or "body"
-        raise InvalidRequest(f"Invalid value for '{param}': {err['msg']}.", param=param) from None
+    spec = _parse(DeployRequest, req.parsed)
     if spec.engine not in ("transformers", "llama_cpp"):
         raise InvalidRequest("engine must be 'transformers' or 'llama_cpp'.", param="engine")
     if spec.name in gw.router.routes and spec.name not in registry.specs:
         raise InvalidRequest(f"{spec.name!r} is already a public model name.", param="name")
-    model = LocalModelConfig(
-        engine=spec.engine,  # type: ignore[arg-type]
-        path=spec.path,
-        description=spec.description,
-        options=spec.options,
+    model = _parse(LocalModelConfig, spec.model_dump(exclude={"name"}))
+    await registry.check(model)
+    if _wait(req):
+        await registry.deploy(spec.name, model)
+        gw.router.add_local(spec.name, spec.description)
+        return JsonResponse(orjson.dumps(_state(gw, spec.name)), status=201)
+    registry.deploy_in_background(
+        spec.name, model, lambda: gw.router.add_local(spec.name, spec.description)
     )
-    await registry.deploy(spec.name, model)
-    gw.router.add_local(spec.name, spec.description)
-    return JsonResponse(orjson.dumps(_state(gw, spec.name)), status=201)
+    return JsonResponse(orjson.dumps(_state(gw, spec.name)), status=202)
+
+
+def _parse(model: type[_M], data: Any) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        param = ".".join(str(p) for p in err["loc"]) or "body"
+        message = err["msg"].removeprefix("Value error, ")
+        raise InvalidRequest(f"Invalid value for '{param}': {message}.", param=param) from None
+
+
+def _wait(req: HttpRequest) -> bool:
+    query = parse_qs(req.scope.get("query_string", b"").decode("latin-1"))
+    value = query.get("wait", ["true"])[-1].lower()
+    if value not in ("true", "false", "1", "0"):
+        raise InvalidRequest("wait must be true or false.", param="wait")
+    return value in ("true", "1")
 
 
 async def unload(gw: Gateway, req: HttpRequest) -> JsonResponse:
     name = req.path.removeprefix("/admin/models/")
     registry = _registry(gw)
-    if name not in registry.specs:
+    if not registry.known(name):
         raise ModelNotFound(f"No local model named {name!r}.")
     was_loaded = await registry.unload(name)
     return JsonResponse(orjson.dumps({"name": name, "unloaded": was_loaded}))
