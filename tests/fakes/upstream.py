@@ -18,6 +18,10 @@ then ``https://...``); setting ``compression`` to "gzip" or "deflate" compresses
 SSE response of a request whose Accept-Encoding allows it (``RecordedRequest.content_encoding``
 says what was sent); ``reset()`` turns it off again.
 
+Latency, like a hosted API's (off by default; ``reset()`` turns it off again):
+``first_byte_delay`` seconds before answering any POST, and ``token_delay`` seconds between
+two SSE events of a stream (or per output token before a JSON chat answer).
+
 ``GET /health`` answers 200 ``{"status": "ok"}`` (the health endpoint of vLLM and
 llama-server); ``healthy_from`` / ``unhealthy_from`` (``time.monotonic()`` values) make it
 answer 503 before / from that moment.
@@ -280,6 +284,9 @@ class FakeUpstream:
         self.ssl_context = ssl_context
         #: "gzip" or "deflate": compress responses for clients that accept it (see module doc)
         self.compression: str | None = None
+        #: seconds before answering a POST, and between SSE events (see module doc)
+        self.first_byte_delay = 0.0
+        self.token_delay = 0.0
         self.port = 0
         self._bind_port = port
         #: GET /health answers 503 before this time.monotonic() value / from this one on
@@ -391,6 +398,7 @@ class FakeUpstream:
             self._requests.clear()
             self._disconnects = 0
         self.compression = None
+        self.first_byte_delay = self.token_delay = 0.0
 
     def pending_faults(self) -> int:
         with self._lock:
@@ -529,6 +537,8 @@ class FakeUpstream:
         if isinstance(fault, EndlessStream):
             return await self._endless_stream(request, rec, fault)
 
+        if self.first_byte_delay and request.method == "POST":
+            await asyncio.sleep(self.first_byte_delay)
         route = (request.method, request.path)
         if rec.json is None and request.method == "POST":
             return self._json(
@@ -666,6 +676,8 @@ class FakeUpstream:
                 rec.response_usage = usage
             return await self._sse(request, rec, events)
 
+        if self.token_delay:
+            await asyncio.sleep(self.token_delay * len(tokens) * n)
         message = {
             "role": "assistant",
             "content": " ".join(tokens),
@@ -830,6 +842,8 @@ class FakeUpstream:
         resp = await self._start_sse(request, rec)
         reset = rec.fault if isinstance(rec.fault, ResetMidStream) else None
         for i, event in enumerate(events):
+            if i and self.token_delay:
+                await asyncio.sleep(self.token_delay)
             if reset is not None and i >= reset.after_chunks:
                 await self._reset(request, rec, reset)
             await self._send_event(resp, rec, event)

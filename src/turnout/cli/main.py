@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from turnout.cli.advise import advise
+from turnout.cli.compare import compare
 from turnout.cli.config_cmd import config_group
 from turnout.cli.db import db_group
 from turnout.cli.demo import demo_model
@@ -28,6 +30,8 @@ def cli() -> None:
       turnout models list                # public model names and where they go
       turnout db upgrade                 # migrate the database (also done at start)
       turnout demo-model ./local-demo    # generate the demo model (writes nonsense)
+      turnout compare -t local-demo -t openai/gpt-4o-mini --hardware l40s-aws
+      turnout advise --hardware l40s-aws --throughput 1200   # over the logged traffic
     """
 
 
@@ -36,6 +40,8 @@ cli.add_command(models_group)
 cli.add_command(config_group)
 cli.add_command(demo_model)
 cli.add_command(db_group)
+cli.add_command(compare)
+cli.add_command(advise)
 
 
 def main() -> None:
