@@ -391,7 +391,8 @@ def test_ctrl_c_stops_and_writes_what_was_measured(tmp_path: Path, hosted: FakeU
     assert report["interrupted"] is True
     [row] = report["results"]
     finished = [r for r in hosted.requests if r.finished.is_set() and not r.disconnected.is_set()]
-    assert 6 <= row["completed"] <= len(finished) < 1000
+    # up to 2 (the concurrency) may have finished at the fake but not yet at the client
+    assert 6 - 2 <= row["completed"] <= len(finished) < 1000
     assert row["completed"] == len(report["samples"])
     assert "stopped early" in report["verdict"][0]
     assert row["duration_s"] > 0
