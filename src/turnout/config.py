@@ -37,6 +37,7 @@ from turnout.policies.privacy_rules import CATEGORIES as PRIVACY_CATEGORIES
 __all__ = [
     "BackendConfig",
     "Config",
+    "CorsConfig",
     "DatabaseConfig",
     "Deployment",
     "LaunchConfig",
@@ -48,8 +49,10 @@ __all__ = [
     "RateLimitRule",
     "ServerConfig",
     "Timeouts",
+    "TlsConfig",
     "find_config_file",
     "load_config",
+    "parse_listen",
 ]
 
 DEFAULT_CONFIG_NAME = "turnout.yaml"
@@ -66,7 +69,7 @@ def llama_cpp_available() -> bool:
 
 
 DEFAULT_PORT = 8400
-SECRET_FIELDS = frozenset({"api_key", "master_key", "redis_url", "url"})
+SECRET_FIELDS = frozenset({"api_key", "master_key", "redis_url", "url", "key_password"})
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -491,6 +494,123 @@ class DatabaseConfig(_Strict):
         return value
 
 
+_HOST_PATTERN = re.compile(r"^(\*|(\*\.)?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|\[?[0-9a-f:.]+\]?)$")
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+_CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+class TlsConfig(_Strict):
+    """HTTPS serving (``turnout serve --ssl-certfile/--ssl-keyfile`` override the files)."""
+
+    #: PEM file with the server certificate first, then its chain
+    cert_file: str | None = None
+    #: PEM file with the private key (None: the key is in cert_file)
+    key_file: str | None = None
+    #: password of an encrypted key_file
+    key_password: SecretStr | None = None
+    #: lowest TLS version accepted
+    min_version: Literal["1.2", "1.3"] = "1.2"
+
+    @field_validator("cert_file", "key_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"no such file {value!r}; give the path of a PEM file")
+        return value
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> TlsConfig:
+        if self.cert_file is None and (self.key_file or self.key_password):
+            raise ValueError("key_file and key_password need cert_file; set it too")
+        return self
+
+
+class CorsConfig(_Strict):
+    """Cross-origin requests from web pages. No origin is allowed unless listed."""
+
+    #: origins allowed to call the API, e.g. https://app.example.com; "*" only if written
+    allow_origins: list[str] = Field(default_factory=list)
+    #: methods a cross-origin request may use
+    allow_methods: list[str] = Field(default_factory=lambda: list(_CORS_METHODS))
+    #: request headers a cross-origin request may send (a trailing * matches a prefix)
+    allow_headers: list[str] = Field(
+        default_factory=lambda: [
+            "authorization",
+            "content-type",
+            "x-api-key",
+            "x-request-id",
+            "openai-*",
+            "anthropic-*",
+            "x-stainless-*",
+        ]
+    )
+    #: response headers the page's script may read
+    expose_headers: list[str] = Field(
+        default_factory=lambda: [
+            "x-request-id",
+            "retry-after",
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ]
+    )
+    #: let browsers send cookies and HTTP authentication (never with origin "*")
+    allow_credentials: bool = False
+    #: seconds a browser may cache a preflight answer
+    max_age: Annotated[int, Field(ge=0, le=86400)] = 600
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin; write scheme://host[:port] with no path, "
+                    "e.g. https://app.example.com"
+                )
+        return [origin.lower() for origin in value]
+
+    @field_validator("allow_methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        upper = [method.upper() for method in value]
+        for method in upper:
+            if not _TOKEN.fullmatch(method):
+                raise ValueError(f"{method!r} is not an HTTP method")
+        return upper
+
+    @field_validator("allow_headers", "expose_headers")
+    @classmethod
+    def _header_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _TOKEN.fullmatch(name.removesuffix("*") or "x"):
+                raise ValueError(f"{name!r} is not a header name")
+        return [name.lower() for name in value]
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> CorsConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError(
+                "allow_credentials cannot be used with allow_origins '*' (any web page could "
+                "act with the user's credentials); list the origins instead"
+            )
+        return self
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) to its parts; ValueError naming the fix."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"{value!r} is not HOST:PORT with a port from 1 to 65535; write e.g. 127.0.0.1:8401"
+        )
+    return host, int(port)
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = DEFAULT_PORT
@@ -498,10 +618,61 @@ class ServerConfig(_Strict):
     master_key: SecretStr | None = None
     #: largest accepted request body; larger ones get 413
     max_body_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    #: deepest nesting of JSON objects and arrays in a request body; deeper ones get 400
+    max_json_depth: Annotated[int, Field(ge=2, le=1000)] = 64
+    #: seconds a client has to send the request line and headers (then 408 and closed)
+    header_timeout: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    #: largest request line plus headers (then 431 and closed)
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 64 * 1024
+    #: seconds a client has to send the whole body once its headers are in (then 408)
+    body_timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    #: Host header values accepted ("*.example.com" covers subdomains; "*" any); None: when
+    #: listening on loopback, localhost names only; elsewhere any (see docs/security.md)
+    trusted_hosts: list[str] | None = None
+    #: cross-origin requests from web pages (none allowed unless configured)
+    cors: CorsConfig = Field(default_factory=CorsConfig)
+    #: serve HTTPS with this certificate
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    #: HOST:PORT of a second listener that alone serves /admin/* (e.g. 127.0.0.1:8401)
+    admin_listen: str | None = None
     #: write one row per request to the database (request_log), in batches off the hot path
     log_requests: bool = True
     #: where the generated master key and the SQLite database live (default ~/.turnout)
     data_dir: str | None = None
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError(
+                "an empty list refuses every request; list host names, write ['*'] for any "
+                "host, or remove the key for the default"
+            )
+        hosts = [host.lower() for host in value]
+        for host in hosts:
+            if not _HOST_PATTERN.match(host):
+                raise ValueError(
+                    f"{host!r} is not a host name; write e.g. api.example.com, "
+                    "*.example.com, 10.0.0.5 or * (no scheme, no port)"
+                )
+        return hosts
+
+    @field_validator("admin_listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _admin_port_differs(self) -> ServerConfig:
+        if self.admin_listen and parse_listen(self.admin_listen)[1] == self.port:
+            raise ValueError(
+                "admin_listen: its port is server.port; give the admin listener a port of its own"
+            )
+        return self
 
 
 class Config(_Strict):

@@ -17,7 +17,9 @@ renders them in its own wire format in exactly one place (``turnout.server.error
     │   ├── ModelNotFound             404 model_not_found
     │   ├── UnknownURL                404 unknown_url
     │   ├── MethodNotAllowed          405 method_not_allowed
+    │   ├── RequestTimeout            408 request_timeout (headers or body came too slowly)
     │   ├── RequestTooLarge           413 request_too_large
+    │   │   └── HeadersTooLarge       431 headers_too_large (server.max_header_bytes)
     │   ├── SensitiveDataBlocked      400 sensitive_data_blocked (privacy policy block)
     │   └── RateLimited               429 rate_limit_exceeded (retry_after)
     └── BackendError                  a backend or upstream failed; .retryable drives fallback
@@ -42,6 +44,7 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "ContextLengthExceeded",
+    "HeadersTooLarge",
     "InvalidRequest",
     "LimiterUnavailable",
     "MethodNotAllowed",
@@ -50,6 +53,7 @@ __all__ = [
     "NotSupported",
     "PermissionDenied",
     "RateLimited",
+    "RequestTimeout",
     "RequestTooLarge",
     "SensitiveDataBlocked",
     "StorageUnavailable",
@@ -153,9 +157,24 @@ class MethodNotAllowed(ClientError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(ClientError):
+    """The request's headers or body did not arrive in time (``server.header_timeout``,
+    ``server.body_timeout``)."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class RequestTooLarge(ClientError):
     status = 413
     code = "request_too_large"
+
+
+class HeadersTooLarge(RequestTooLarge):
+    """The request line and headers are over ``server.max_header_bytes``."""
+
+    status = 431
+    code = "headers_too_large"
 
 
 class SensitiveDataBlocked(ClientError):

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,14 +122,19 @@ class Gateway:
         return rawhttp.request("POST", self.url + path, json=json, headers=hdrs, timeout=timeout)
 
 
-def _wait_ready(gateway: Gateway, timeout: float) -> None:
+def answers_ready(gateway: Gateway) -> bool:
+    """GET /readyz answers 200 (plain HTTP)."""
+    return rawhttp.request("GET", f"{gateway.url}/readyz", timeout=1.0).status == 200
+
+
+def _wait_ready(gateway: Gateway, timeout: float, ready: Callable[[Gateway], bool]) -> None:
     deadline = time.monotonic() + timeout
     while True:
         code = gateway.process.poll()
         if code is not None:
             pytest.fail(f"the gateway exited with status {code} before /readyz:\n{gateway.log()}")
         try:
-            if rawhttp.request("GET", f"{gateway.url}/readyz", timeout=1.0).status == 200:
+            if ready(gateway):
                 return
         except (OSError, http.client.HTTPException):
             pass
@@ -145,10 +150,13 @@ def run_gateway(
     config: Mapping[str, Any] | None,
     env: Mapping[str, str] | None = None,
     args: Sequence[str] = (),
+    scheme: str = "http",
+    ready: Callable[[Gateway], bool] = answers_ready,
 ) -> Iterator[Gateway]:
     """Start ``python -m turnout serve`` in ``workdir`` on a free loopback port, wait for
     /readyz, yield it, terminate it. ``config=None`` starts it without ``--config``;
-    ``args`` are more command-line arguments (``("--workers", "2")``)."""
+    ``args`` are more command-line arguments (``("--workers", "2")``); ``scheme`` and
+    ``ready`` (says whether it answers yet) for a gateway that serves HTTPS."""
     workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "turnout-home"
     home.mkdir(exist_ok=True)
@@ -164,9 +172,9 @@ def run_gateway(
         process = subprocess.Popen(
             cmd, cwd=workdir, env=gateway_env(home, env), stdout=log, stderr=subprocess.STDOUT
         )
-    gateway = Gateway(f"http://127.0.0.1:{port}", process, log_path)
+    gateway = Gateway(f"{scheme}://127.0.0.1:{port}", process, log_path)
     try:
-        _wait_ready(gateway, READY_TIMEOUT)
+        _wait_ready(gateway, READY_TIMEOUT, ready)
         yield gateway
     finally:
         process.terminate()

@@ -185,7 +185,7 @@ def test_the_limit_is_checked_before_the_body_is_read(behind_proxy: Gateway) -> 
     host, port = behind_proxy.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             + f"Authorization: Bearer {MASTER_KEY}\r\nX-Forwarded-For: {ip}\r\n".encode()
             + b"Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"
         )

@@ -255,6 +255,7 @@ class RecordedRequest:
     server_reset: bool = False  # the fake itself cut the connection (ResetMidStream)
     content_encoding: str | None = None  # the response was compressed (FakeUpstream.compression)
     received: float = field(default_factory=time.monotonic)  # when it arrived (monotonic)
+    target: str = ""  # the request target as sent: path (percent-encoded as it came) and query
 
     @property
     def authorization(self) -> str | None:
@@ -496,6 +497,7 @@ class FakeUpstream:
             body=body,
             json=parsed,
             fault=self._take_fault(request.method, request.path),
+            target=request.raw_path,
         )
         self._record(rec)
         try:

@@ -17,6 +17,7 @@ from turnout.config import (
     BackendConfig,
     BreakerConfig,
     Config,
+    CorsConfig,
     DatabaseConfig,
     Deployment,
     LaunchConfig,
@@ -28,6 +29,7 @@ from turnout.config import (
     RollbackConfig,
     ServerConfig,
     Timeouts,
+    TlsConfig,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,6 +153,8 @@ def test_presets_doc_matches_the_presets() -> None:
 
 SECTIONS: list[tuple[type[BaseModel], str]] = [
     (ServerConfig, ""),
+    (TlsConfig, "tls."),
+    (CorsConfig, "cors."),
     (BackendConfig, ""),
     (Timeouts, "timeout."),
     (LaunchConfig, "launch."),

@@ -15,6 +15,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -33,6 +34,7 @@ from turnout.backends.supervisor import Supervisor
 from turnout.config import BackendConfig
 from turnout.exceptions import (
     BackendError,
+    UpstreamBadRequest,
     UpstreamError,
     UpstreamInvalidResponse,
     UpstreamUnavailable,
@@ -146,10 +148,21 @@ class OpenAICompatBackend(Backend):
             return f"{self._base}/{path}"
         if self.config.api_version:
             return (
-                f"{self._base}/openai/deployments/{model}/{path}"
+                f"{self._base}/openai/deployments/{self._segment(model)}/{path}"
                 f"?api-version={self.config.api_version}"
             )
         return f"{self._base}/openai/v1/{path}"
+
+    def _segment(self, model: str) -> str:
+        """``model`` as one URL path segment: nothing in it may change the path, the query or
+        the host (it may come from a caller's ``BACKEND/MODEL`` name)."""
+        if model in ("", ".", ".."):
+            raise UpstreamBadRequest(
+                f"Backend {self.name!r}: {model!r} cannot name an Azure deployment; use the "
+                "deployment's name.",
+                backend=self.name,
+            )
+        return quote(model, safe="")
 
     # -- the interface ----------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from turnout.cli.progress import show_load_progress
 from turnout.config import DEMO_NAME, Config
 from turnout.exceptions import ConfigError, StorageUnavailable
 from turnout.policies.master_key import load_or_create_master_key
+from turnout.server.middleware.hosts import LISTEN_HOST_ENV
+from turnout.server.tls import TlsSettings, server_context
 from turnout.telemetry.logging import LOG_LEVEL_ENV, configure_logging
 
 
@@ -32,12 +34,26 @@ from turnout.telemetry.logging import LOG_LEVEL_ENV, configure_logging
     default="info",
     show_default=True,
 )
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Serve HTTPS with this PEM certificate (chain). Default: server.tls.cert_file.",
+)
+@click.option(
+    "--ssl-keyfile",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The certificate's PEM private key. Default: server.tls.key_file.",
+)
 def serve(
     config_path: str | None,
     host: str | None,
     port: int | None,
     workers: int | None,
     log_level: str,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
 ) -> None:
     """Run the gateway: OpenAI-compatible API, predict API, health and metrics.
 
@@ -46,41 +62,42 @@ def serve(
       turnout serve
       turnout serve --config turnout.yaml --host 0.0.0.0 --port 8400 --workers 4
       OPENAI_API_KEY=sk-... turnout serve     # then use model "openai/gpt-4o-mini"
+      turnout serve --ssl-certfile cert.pem --ssl-keyfile key.pem   # HTTPS, TLS 1.2+
     """
-    import uvicorn
+    from turnout.server.serving import Listen, run
 
     config = load_or_exit(config_path)
     server = config.server
     host = host or server.host
     port = server.port if port is None else port
     workers = workers or server.workers
+    tls = _tls_or_exit(config, ssl_certfile, ssl_keyfile)
     _ensure_master_key(config)
     _migrate_database(config)
     if workers > 1:
         _share_metrics(config)
     if config.source:
         os.environ["TURNOUT_CONFIG"] = os.path.abspath(config.source)
-    _banner(config, host, port)
+    os.environ[LISTEN_HOST_ENV] = host
+    _banner(config, host, port, tls is not None)
     os.environ[LOG_LEVEL_ENV] = log_level
     configure_logging(log_level)
     if workers == 1 and sys.stderr.isatty():
         # models loaded in this process draw progress bars instead of log lines
         show_load_progress(err_console)
-    uvicorn.run(
-        "turnout.server.app:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="auto",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,  # forwarded headers are trusted only per configuration
-        log_level=log_level,
-        timeout_graceful_shutdown=30,
-    )
+    run(Listen(host, port, workers, log_level, tls), server)
+
+
+def _tls_or_exit(config: Config, certfile: str | None, keyfile: str | None) -> TlsSettings | None:
+    """The TLS settings, their certificate and key loaded once to check them."""
+    try:
+        tls = TlsSettings.from_config(config.server.tls, cert_file=certfile, key_file=keyfile)
+        if tls is not None:
+            server_context(tls)
+    except ConfigError as exc:
+        err_console.print(f"[bold red]TLS error[/]\n{exc.message}")
+        raise SystemExit(2) from None
+    return tls
 
 
 def _share_metrics(config: Config) -> None:
@@ -133,9 +150,9 @@ def _ensure_master_key(config: Config) -> None:
 _NO_BACKENDS = "none - export OPENAI_API_KEY or write a turnout.yaml"
 
 
-def _banner(config: Config, host: str, port: int) -> None:
+def _banner(config: Config, host: str, port: int, https: bool) -> None:
     shown = "localhost" if host in ("0.0.0.0", "::") else host
-    base = f"http://{shown}:{port}"
+    base = f"{'https' if https else 'http'}://{shown}:{port}"
     local = sorted(config.local_names)
     model = config.default_model or next(iter([*config.models, *local]), None)
     if model is None:
@@ -154,6 +171,11 @@ def _banner(config: Config, host: str, port: int) -> None:
             else ""
         )
         + "".join(f"\n            {b}/* (any model on {b})" for b in config.backends)
+        + (
+            f"\n  admin API: {config.server.admin_listen} only"
+            if config.server.admin_listen
+            else ""
+        )
     )
     err_console.print(
         "Try it:\n"

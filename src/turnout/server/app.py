@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 from typing import Any
 
 from turnout.config import Config, load_config
@@ -20,6 +21,8 @@ from turnout.policies.limits import Admission
 from turnout.server.errors import error_headers, openai_error
 from turnout.server.http import (
     SSE_HEADERS,
+    ASGIApp,
+    BodyLimits,
     HttpRequest,
     JsonResponse,
     Receive,
@@ -27,6 +30,8 @@ from turnout.server.http import (
     Send,
     SseResponse,
 )
+from turnout.server.middleware import wrap
+from turnout.server.middleware.hosts import LISTEN_HOST_ENV
 from turnout.server.routes import PREFIX_ROUTES, ROUTES, RouteSpec
 from turnout.telemetry.logging import configure_logging
 
@@ -96,7 +101,7 @@ class TurnoutApp:
     def __init__(self, gateway: Gateway, *, manage_gateway: bool = True) -> None:
         self.gateway = gateway
         self.manage_gateway = manage_gateway
-        self.max_body = gateway.config.server.max_body_bytes
+        self.body_limits = _body_limits(gateway.config)
         key = gateway.config.server.master_key
         self._master = key.get_secret_value().encode() if key else None
         #: per-IP limits are checked before authentication and before the body is read
@@ -123,7 +128,7 @@ class TurnoutApp:
                     await self._admit(req)
                 self._authenticate(req)
             if spec.body:
-                req.parsed = await req.json(self.max_body)
+                req.parsed = await req.json(self.body_limits)
             watch.start(receive)
             response = await spec.handler(self.gateway, req)
             if isinstance(response, SseResponse):
@@ -220,6 +225,11 @@ async def _send_json(send: Send, req: HttpRequest, response: JsonResponse) -> No
     await send({"type": "http.response.body", "body": response.body, "more_body": False})
 
 
+def _body_limits(config: Config) -> BodyLimits:
+    server = config.server
+    return BodyLimits.create(server.max_body_bytes, server.max_json_depth, server.body_timeout)
+
+
 def _prefix_route(path: str) -> dict[str, RouteSpec] | None:
     for prefix, methods in PREFIX_ROUTES:
         if path.startswith(prefix) and len(path) > len(prefix):
@@ -246,15 +256,21 @@ def _no_route(req: HttpRequest, methods: dict[str, RouteSpec] | None) -> Turnout
     )
 
 
-def create_app(config: Config | None = None, gateway: Gateway | None = None) -> TurnoutApp:
-    """The ASGI app for a configuration (or an existing gateway, which the caller manages)."""
+def create_app(
+    config: Config | None = None, gateway: Gateway | None = None, *, listen_host: str | None = None
+) -> ASGIApp:
+    """The ASGI app for a configuration (or an existing gateway, which the caller manages),
+    inside the middleware its ``server:`` section asks for (turnout.server.middleware);
+    ``listen_host``: the address the server listens on, when not ``server.host``."""
     if gateway is not None:
-        return TurnoutApp(gateway, manage_gateway=False)
-    return TurnoutApp(Gateway(config or load_config()))
+        app = TurnoutApp(gateway, manage_gateway=False)
+    else:
+        app = TurnoutApp(Gateway(config or load_config()))
+    return wrap(app, app.gateway.config.server, listen_host)
 
 
-def create_app_from_env() -> TurnoutApp:
+def create_app_from_env() -> ASGIApp:
     """Factory for ``uvicorn --factory``: configuration from $TURNOUT_CONFIG and defaults.
     Runs in every worker process, so logging is set up here too."""
     configure_logging()
-    return create_app(load_config())
+    return create_app(load_config(), listen_host=os.environ.get(LISTEN_HOST_ENV))

@@ -6,7 +6,7 @@ import math
 
 import orjson
 
-from turnout.exceptions import TurnoutError
+from turnout.exceptions import RequestTimeout, RequestTooLarge, TurnoutError
 
 __all__ = ["error_headers", "openai_error", "openai_sse_error"]
 
@@ -23,7 +23,14 @@ def openai_sse_error(exc: TurnoutError) -> bytes:
     return b"data: " + openai_error(exc) + b"\n\n"
 
 
+#: errors that leave part of the request unread: the connection is closed after the answer,
+#: or a slow or endless sender would keep it (and the server's reading) busy
+_CLOSING = (RequestTimeout, RequestTooLarge)
+_CLOSE = (b"connection", b"close")
+
+
 def error_headers(exc: TurnoutError) -> list[tuple[bytes, bytes]]:
-    if exc.retry_after is None:
-        return []
-    return [(b"retry-after", str(max(0, math.ceil(exc.retry_after))).encode())]
+    headers = [_CLOSE] if isinstance(exc, _CLOSING) else []
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", str(max(0, math.ceil(exc.retry_after))).encode()))
+    return headers

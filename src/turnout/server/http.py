@@ -6,6 +6,7 @@ framework: one dict lookup routes a request, the body is read once, JSON is pars
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -14,18 +15,23 @@ from typing import Any
 
 import orjson
 
-from turnout.exceptions import InvalidRequest, RequestTooLarge
+from turnout.exceptions import InvalidRequest, RequestTimeout, RequestTooLarge
 from turnout.policies.limits.policy import Admission
+from turnout.server.deadlines import Deadlines
 
 __all__ = [
     "JSON_HEADERS",
     "SSE_HEADERS",
+    "ASGIApp",
+    "BodyLimits",
     "HttpRequest",
     "JsonResponse",
+    "Message",
     "Receive",
     "Scope",
     "Send",
     "SseResponse",
+    "nested_deeper",
     "new_request_id",
 ]
 
@@ -33,6 +39,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [
@@ -40,7 +47,22 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+#: how orjson words its nesting limit (3.13: "depth limit exceeded"; earlier: "Recursion limit")
+_ORJSON_DEPTH = ("depth limit", "recursion limit")
 _SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """What a request body may be: its size, its JSON nesting, the time it takes to arrive."""
+
+    max_bytes: int
+    max_depth: int
+    deadlines: Deadlines
+
+    @classmethod
+    def create(cls, max_bytes: int, max_depth: int, timeout: float) -> BodyLimits:
+        return cls(max_bytes, max_depth, Deadlines(timeout))
 
 
 def new_request_id() -> str:
@@ -84,11 +106,29 @@ class HttpRequest:
             self._headers = dict(self.scope["headers"])
         return self._headers.get(name)
 
-    async def body(self, limit: int) -> bytes:
-        """The whole body; RequestTooLarge as soon as it passes ``limit`` bytes."""
+    async def body(self, limits: BodyLimits) -> bytes:
+        """The whole body; RequestTooLarge as soon as it passes ``limits.max_bytes``,
+        RequestTimeout when it has not all arrived within ``limits.deadlines.timeout``."""
+        limit = limits.max_bytes
         declared = self.header(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)
+        deadlines = limits.deadlines
+        task = deadlines.watch()
+        try:
+            return await self._read_body(limit)
+        except asyncio.CancelledError:
+            if not deadlines.expired(task):
+                raise
+            task.uncancel()
+            raise RequestTimeout(
+                f"The request body did not arrive within {deadlines.timeout:g} seconds; send it "
+                "faster, or raise server.body_timeout."
+            ) from None
+        finally:
+            deadlines.release(task)
+
+    async def _read_body(self, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -104,19 +144,59 @@ class HttpRequest:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def json(self, limit: int) -> Any:
-        raw = await self.body(limit)
+    async def json(self, limits: BodyLimits) -> Any:
+        """The body parsed as JSON, nested at most ``limits.max_depth`` levels deep."""
+        raw = await self.body(limits)
         if not raw:
             raise InvalidRequest(
                 "The request body is empty; send a JSON object.", code="invalid_json"
             )
         try:
-            return orjson.loads(raw)
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            if exc.msg.lower().startswith(_ORJSON_DEPTH):  # orjson's own limit: 1024 levels
+                raise _too_deep(limits.max_depth) from None
             raise InvalidRequest(
                 f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.",
                 code="invalid_json",
             ) from None
+        if nested_deeper(raw, limits.max_depth):
+            raise _too_deep(limits.max_depth)
+        return value
+
+
+def nested_deeper(raw: bytes, limit: int) -> bool:
+    """Whether the valid JSON text ``raw`` nests objects and arrays more than ``limit`` deep
+    (a scalar: 0, ``{}``: 1, ``{"a": []}``: 2), from its bytes, with no Python loop over them.
+
+    Escaped backslashes, then escaped quotes, are deleted, so every ``"`` left starts or ends a
+    string; splitting at them leaves the text outside strings at even places. Of that, only
+    the brackets are kept, all as ``[]``, and each ``replace`` removes every innermost pair:
+    the number of rounds until nothing is left is the depth."""
+    if raw.count(b"{") + raw.count(b"[") <= limit:  # fewer brackets than levels: done
+        return False
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(raw.split(b'"')[::2]).translate(_AS_SQUARE, _NOT_BRACKETS)
+    depth = 0
+    while brackets:
+        depth += 1
+        if depth > limit:
+            return True
+        brackets = brackets.replace(b"[]", b"")
+    return False
+
+
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
+
+
+def _too_deep(limit: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"The request body nests JSON objects and arrays more than {limit} levels deep; "
+        "flatten it, or raise server.max_json_depth.",
+        code="invalid_json",
+    )
 
 
 def _too_large(limit: int) -> RequestTooLarge:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import orjson
 
@@ -36,7 +37,8 @@ def _routing_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     if ctx.served_by is None:
         return []
     headers = [
-        (b"x-turnout-deployment", ctx.served_by.encode()),
+        # a passthrough model name is the caller's text: keep it one valid header value
+        (b"x-turnout-deployment", quote(ctx.served_by, safe="/:@+").encode()),
         (b"x-turnout-attempts", str(ctx.attempts).encode()),
     ]
     if ctx.privacy is not None:
