@@ -69,7 +69,9 @@ def llama_cpp_available() -> bool:
 
 
 DEFAULT_PORT = 8400
-SECRET_FIELDS = frozenset({"api_key", "master_key", "redis_url", "url", "key_password"})
+SECRET_FIELDS = frozenset(
+    {"api_key", "master_key", "redis_url", "url", "key_password", "headers", "env"}
+)
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 

@@ -25,7 +25,7 @@ from turnout.exceptions import (
 )
 from turnout.http.client import ConnectError, HTTPClientError, ProtocolError, TimeoutError_
 
-__all__ = ["client_errors", "parse_retry_after", "status_error"]
+__all__ = ["client_errors", "parse_retry_after", "scrub", "status_error"]
 
 _CONTEXT_HINTS = ("context length", "context_length", "maximum context", "too many tokens")
 _MAX_ERROR_TEXT = 1000
@@ -52,9 +52,28 @@ def client_errors(backend: str, host: str) -> Iterator[None]:
         ) from exc
 
 
-def status_error(backend: str, status: int, raw: bytes, headers: Any) -> BackendError:
-    """Map an upstream HTTP error status (and its body) to the gateway's hierarchy."""
+#: what replaces a credential an upstream repeated in its error text
+REDACTED = "[redacted]"
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` (an upstream's words) without the gateway's own credentials in it: some
+    upstreams repeat the key they were sent in their error messages, and those messages are
+    passed on to callers and written to logs."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def status_error(
+    backend: str, status: int, raw: bytes, headers: Any, secrets: tuple[str, ...] = ()
+) -> BackendError:
+    """Map an upstream HTTP error status (and its body) to the gateway's hierarchy;
+    ``secrets`` (the backend's credentials) never appear in the message."""
     message, code = _error_text(raw)
+    if message and secrets:
+        message = scrub(message, secrets)
     where = f"Backend {backend!r}"
     if status in (401, 403):
         return UpstreamAuthError(

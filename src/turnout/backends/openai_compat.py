@@ -28,7 +28,7 @@ from turnout.backends.base import (
     Result,
     Usage,
 )
-from turnout.backends.errors import client_errors, status_error
+from turnout.backends.errors import client_errors, scrub, status_error
 from turnout.backends.presets import get_preset
 from turnout.backends.supervisor import Supervisor
 from turnout.config import BackendConfig
@@ -67,6 +67,8 @@ class OpenAICompatBackend(Backend):
         self._drop = self.preset.drop_fields
         self._timeouts = config.timeout
         self._headers = _header_block(self._default_headers())
+        #: never repeated from an upstream's error text (see backends.errors.scrub)
+        self._secrets = _credentials(config)
         self._heads: dict[tuple[str, str, str], bytes] = {}
         self._pool: Pool | None = None
         #: runs the engine server behind base_url when the config has ``launch:``
@@ -223,7 +225,9 @@ class OpenAICompatBackend(Backend):
             )
             if resp.status >= 400:
                 raw = await resp.read()
-                raise status_error(self.name, resp.status, raw[:_MAX_ERROR_BODY], resp.headers)
+                raise status_error(
+                    self.name, resp.status, raw[:_MAX_ERROR_BODY], resp.headers, self._secrets
+                )
             if read_all:
                 return await resp.read()
         return resp
@@ -274,7 +278,7 @@ class OpenAICompatBackend(Backend):
 
     def _chunk(self, payload: bytes) -> Chunk:
         if payload.startswith(b'{"error"'):
-            raise _stream_error(_loads(payload, self.name), self.name)
+            raise _stream_error(_loads(payload, self.name), self.name, self._secrets)
         if _USAGE_MARKERS[0] in payload or _USAGE_MARKERS[1] in payload:
             data = _loads(payload, self.name)
             return Chunk(raw=payload, data=data, usage=Usage.from_dict(data.get("usage")))
@@ -302,13 +306,25 @@ def _header_block(headers: dict[str, str]) -> bytes:
     return b"".join(lines)
 
 
-def _stream_error(data: dict[str, Any], backend: str) -> BackendError:
+def _stream_error(data: dict[str, Any], backend: str, secrets: tuple[str, ...]) -> BackendError:
     err = data.get("error")
-    message = err.get("message") if isinstance(err, dict) else err
+    message = scrub(str(err.get("message") if isinstance(err, dict) else err), secrets)
     return UpstreamError(
-        f"Backend {backend!r} reported an error mid-stream: {str(message)[:_MAX_ERROR_TEXT]}",
+        f"Backend {backend!r} reported an error mid-stream: {message[:_MAX_ERROR_TEXT]}",
         backend=backend,
     )
+
+
+_SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "password", "cookie")
+
+
+def _credentials(config: BackendConfig) -> tuple[str, ...]:
+    """The api_key and the values of configured headers whose names say they are secret."""
+    found = [config.api_key.get_secret_value()] if config.api_key else []
+    for name, value in config.headers.items():
+        if any(word in name.lower() for word in _SECRET_HEADER_WORDS):
+            found.append(value.removeprefix("Bearer ").strip())
+    return tuple(secret for secret in found if len(secret) >= 4)
 
 
 def _loads(raw: bytes, backend: str) -> Any:
