@@ -40,6 +40,7 @@ __all__ = [
     "CorsConfig",
     "DatabaseConfig",
     "Deployment",
+    "KeysConfig",
     "LaunchConfig",
     "LimitsConfig",
     "LocalConfig",
@@ -381,6 +382,8 @@ class LimitsConfig(_Strict):
 
     #: the limit for each client IP address (None: no per-IP limit)
     per_ip: RateLimitRule | None = None
+    #: the limit for each API key that has no limits of its own (None: none)
+    per_key: RateLimitRule | None = None
     #: proxies (CIDRs) whose X-Forwarded-For names the client; others are not believed
     trusted_proxies: list[str] = Field(default_factory=list)
     #: shared counts in Redis (redis://, rediss://, unix://); $TURNOUT_REDIS_URL overrides
@@ -613,6 +616,14 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class KeysConfig(_Strict):
+    """API keys (turnout.policies.keys): held in memory, kept in step with the database."""
+
+    #: seconds between two reads of changed keys (revocations by other replicas) and two
+    #: writes of the spend counted here
+    refresh_interval: Annotated[float, Field(gt=0, le=60)] = 2.0
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = DEFAULT_PORT
@@ -683,6 +694,7 @@ class Config(_Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     local: LocalConfig = Field(default_factory=LocalConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    keys: KeysConfig = Field(default_factory=KeysConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     #: token prices by upstream model (or BACKEND/MODEL), over the built-in list prices

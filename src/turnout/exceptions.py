@@ -13,8 +13,10 @@ renders them in its own wire format in exactly one place (``turnout.server.error
     ├── ClientError                   4xx: the caller can fix it
     │   ├── InvalidRequest            400 invalid_request_error (param names the field)
     │   ├── AuthenticationFailed      401 invalid_api_key
+    │   ├── BudgetExceeded            402 budget_exceeded (the API key spent its budget)
     │   ├── PermissionDenied          403 permission_denied
     │   ├── ModelNotFound             404 model_not_found
+    │   ├── NotFound                  404 not_found (an API key, or another admin object)
     │   ├── UnknownURL                404 unknown_url
     │   ├── MethodNotAllowed          405 method_not_allowed
     │   ├── RequestTimeout            408 request_timeout (headers or body came too slowly)
@@ -41,6 +43,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationFailed",
     "BackendError",
+    "BudgetExceeded",
     "ClientError",
     "ConfigError",
     "ContextLengthExceeded",
@@ -50,6 +53,7 @@ __all__ = [
     "MethodNotAllowed",
     "ModelNotFound",
     "NoLocalDeployment",
+    "NotFound",
     "NotSupported",
     "PermissionDenied",
     "RateLimited",
@@ -132,6 +136,15 @@ class AuthenticationFailed(ClientError):
     code = "invalid_api_key"
 
 
+class BudgetExceeded(ClientError):
+    """The API key has spent its budget (``budget``, US dollars); refused before any backend
+    is called. 402 rather than 429: waiting does not help, an admin must raise the budget."""
+
+    status = 402
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
 class PermissionDenied(ClientError):
     status = 403
     type = "permission_error"
@@ -145,6 +158,14 @@ class ModelNotFound(ClientError):
     def __init__(self, message: str, **kwargs: object) -> None:
         kwargs.setdefault("param", "model")
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class NotFound(ClientError):
+    """An API key (or another admin object) that does not exist, or that the calling key may
+    not see: a developer key finds only its own records (404, never 403, so nothing leaks)."""
+
+    status = 404
+    code = "not_found"
 
 
 class UnknownURL(ClientError):

@@ -11,7 +11,7 @@ import logging
 from types import TracebackType
 from typing import Any
 
-from turnout.backends.base import Backend, RequestContext
+from turnout.backends.base import Backend, RequestContext, Usage
 from turnout.backends.local.backend import LocalBackend
 from turnout.backends.local.registry import LocalRegistry
 from turnout.backends.openai_compat import OpenAICompatBackend
@@ -24,11 +24,16 @@ from turnout.config import (
     LocalModelConfig,
     load_config,
 )
+from turnout.policies.keys import KeyRing
 from turnout.policies.limits import build_policy
+from turnout.policies.limits.build import rule_of
 from turnout.policies.privacy import Detector
 from turnout.router.router import Router
 from turnout.services.accounting import Accountant
+from turnout.services.audit import AuditEvent, AuditTrail
 from turnout.services.inference import InferenceService
+from turnout.services.key_sync import KeySync
+from turnout.services.keys import KeyService
 from turnout.storage.db import Database
 from turnout.storage.writer import RequestLogWriter
 from turnout.telemetry.metrics import Metrics
@@ -66,9 +71,32 @@ class Gateway:
         self.router = Router(config, self.backends, self.metrics)
         #: rate limits; the server admits each request's client IP, the service its tokens
         self.limits = build_policy(config.limits, self.metrics)
+        #: API keys in memory (what the server authenticates against), kept in step with the
+        #: database by key_sync; the audit trail of admin actions
+        self.keys = KeyRing()
+        self.audit = AuditTrail(self.database)
+        per_key = config.limits.per_key
+        self.key_sync = KeySync(
+            self.database,
+            self.keys,
+            self.audit,
+            self.limits,
+            interval=config.keys.refresh_interval,
+            default_rule=rule_of(per_key) if per_key else None,
+        )
+        self.key_service = KeyService(self.key_sync)
+        self.router.on_event = self._routing_event
+        self._unpriced: set[tuple[str, str]] = set()
+        accountant = Accountant(
+            self.metrics,
+            self.request_log,
+            self.limits,
+            pricer=self.cost,
+            charge=self.key_sync.charge,
+        )
         self.inference = InferenceService(
             self.router,
-            Accountant(self.metrics, self.request_log, self.limits),
+            accountant,
             default_model=self.default_model,
             limits=self.limits,
             privacy=Detector(config.privacy),
@@ -97,8 +125,37 @@ class Gateway:
     def context(self, request_id: str) -> RequestContext:
         return RequestContext.create(request_id, self.request_timeout)
 
+    def cost(self, backend: str, model: str, usage: Usage) -> float | None:
+        """US dollars for ``usage`` on a deployment: 0 on the operator's own hardware, the
+        price table's otherwise; None (and one warning) when no price is known."""
+        found = self.backends.get(backend)
+        if found is not None and found.local:
+            return 0.0
+        price = self.router.prices.lookup(backend, model)
+        if price is not None:
+            return price.cost(usage.prompt_tokens, usage.completion_tokens)
+        if (backend, model) not in self._unpriced and len(self._unpriced) < 1000:
+            self._unpriced.add((backend, model))
+            log.warning(
+                "no price for %s/%s: its requests cost 0 toward budgets; add it under prices:",
+                backend,
+                model,
+            )
+        return None
+
+    def _routing_event(self, event: dict[str, Any]) -> None:
+        """Router events that no admin request carried (canary rollbacks) go to the audit
+        trail with the actor "system"."""
+        if event.get("event") != "canary_rolled_back":
+            return
+        details = {k: v for k, v in event.items() if k not in ("event", "model", "time")}
+        self.audit.record_soon(
+            AuditEvent("system", "route.rollback", event.get("model"), "ok", None, details)
+        )
+
     async def start(self) -> None:
         await self.database.migrate()
+        await self.key_sync.start()
         if self.local is not None and self.config.demo_enabled:
             await self._prepare_demo(self.local)
         for backend in self.backends.values():
@@ -138,6 +195,8 @@ class Gateway:
                 log.exception("closing backend %s failed", backend.name)
         if self.request_log is not None:
             await self.request_log.aclose()
+        await self.key_sync.aclose()
+        await self.audit.aclose()
         await self.database.aclose()
         await self.limits.aclose()
         self.metrics.close()

@@ -315,6 +315,14 @@ def test_admins_change_weights_at_runtime(gw: Gateway) -> None:
     assert gw.request_json("PATCH", "/admin/routes/split", {}, auth=False).status == 401
     restored = gw.request_json("PATCH", "/admin/routes/split", {"weights": {"s/gpt-4o": 3}})
     assert restored.status == 200
+    audit = gw.get("/admin/audit?action=route.weights&limit=5").json()["data"]
+    assert [(e["actor"], e["target"], e["outcome"]) for e in audit[:5]] == [
+        ("master", "split", "ok"),
+        ("master", "nope", "error"),
+        ("master", "split", "error"),
+        ("master", "split", "error"),
+        ("master", "split", "ok"),
+    ]
 
 
 def test_a_failing_canary_is_rolled_back(gw: Gateway, upstreams: Upstreams) -> None:
@@ -331,6 +339,18 @@ def test_a_failing_canary_is_rolled_back(gw: Gateway, upstreams: Upstreams) -> N
         assert chat(gw, "canaried").headers["x-turnout-deployment"] == "p/gpt-4o-mini"
     assert len(chats(upstreams.canary)) == before
     assert "turnout_canary_rollbacks_total" in gw.get("/metrics").text
+
+    def audited() -> list[dict[str, Any]]:
+        entries = gw.get("/admin/audit?action=route.rollback").json()["data"]
+        return [e for e in entries if e["target"] == "canaried"]
+
+    deadline = time.monotonic() + 5
+    while not audited():
+        assert time.monotonic() < deadline, "the rollback was not audited"
+        time.sleep(0.05)
+    entry = audited()[0]
+    assert (entry["actor"], entry["outcome"]) == ("system", "ok")
+    assert entry["details"]["deployment"] == "canary/gpt-4o-mini"
 
 
 # ------------------------------------------------------------------------------ privacy

@@ -36,6 +36,7 @@ from turnout.exceptions import NotSupported, UpstreamTimeout
 from turnout.protocol.merge import ChunkAccumulator
 
 if TYPE_CHECKING:
+    from turnout.policies.keys import Caller
     from turnout.policies.limits import Admission
 
 __all__ = [
@@ -103,6 +104,8 @@ class RequestContext:
     privacy_categories: frozenset[str] = frozenset()
     #: the request's rate-limit state (subjects, token reservations), set by the front door
     admission: Admission | None = None
+    #: the authenticated caller (its API key: allow-list, budget); None: library mode
+    caller: Caller | None = None
 
     @classmethod
     def create(cls, request_id: str, timeout: float) -> RequestContext:

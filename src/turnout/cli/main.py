@@ -9,6 +9,7 @@ from turnout.cli.compare import compare
 from turnout.cli.config_cmd import config_group
 from turnout.cli.db import db_group
 from turnout.cli.demo import demo_model
+from turnout.cli.keys import keys_group
 from turnout.cli.models import models_group
 from turnout.cli.serve import serve
 
@@ -29,6 +30,7 @@ def cli() -> None:
       turnout config check               # validate the configuration and exit
       turnout models list                # public model names and where they go
       turnout db upgrade                 # migrate the database (also done at start)
+      turnout keys create --owner alice  # an API key (role developer), shown once
       turnout demo-model ./local-demo    # generate the demo model (writes nonsense)
       turnout compare -t local-demo -t openai/gpt-4o-mini --hardware l40s-aws
       turnout advise --hardware l40s-aws --throughput 1200   # over the logged traffic
@@ -40,6 +42,7 @@ cli.add_command(models_group)
 cli.add_command(config_group)
 cli.add_command(demo_model)
 cli.add_command(db_group)
+cli.add_command(keys_group)
 cli.add_command(compare)
 cli.add_command(advise)
 

@@ -135,6 +135,8 @@ class Router:
         self._judged: dict[str, float] = {}
         #: recent routing events (weight changes, rollbacks, ejections) for the admin API
         self.events: deque[dict[str, Any]] = deque(maxlen=200)
+        #: told of every event as it happens (the gateway audits canary rollbacks)
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
         self._health_task: asyncio.Task[None] | None = None
 
     # -- names ------------------------------------------------------------------------------
@@ -226,7 +228,13 @@ class Router:
                     return
 
     def _event(self, kind: str, model: str, **details: Any) -> None:
-        self.events.append({"time": time.time(), "event": kind, "model": model, **details})
+        event = {"time": time.time(), "event": kind, "model": model, **details}
+        self.events.append(event)
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:  # an observer never breaks routing
+                log.exception("routing event hook failed for %s", kind)
 
     def _ejected(self, label: str, seconds: float) -> None:
         self._event("deployment_ejected", "", deployment=label, seconds=seconds)

@@ -9,15 +9,15 @@ upstream connection or frees the local engine slot (see the backend contract).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 from typing import Any
 
 from turnout.config import Config, load_config
-from turnout.exceptions import AuthenticationFailed, MethodNotAllowed, TurnoutError, UnknownURL
+from turnout.exceptions import MethodNotAllowed, TurnoutError, UnknownURL
 from turnout.gateway import Gateway
 from turnout.policies.limits import Admission
+from turnout.server.access import Access
 from turnout.server.errors import error_headers, openai_error
 from turnout.server.http import (
     SSE_HEADERS,
@@ -102,8 +102,8 @@ class TurnoutApp:
         self.gateway = gateway
         self.manage_gateway = manage_gateway
         self.body_limits = _body_limits(gateway.config)
-        key = gateway.config.server.master_key
-        self._master = key.get_secret_value().encode() if key else None
+        #: authentication, roles, per-key limits and the audit trail (turnout.server.access)
+        self.access = Access(gateway)
         #: per-IP limits are checked before authentication and before the body is read
         self._limit_ips = gateway.limits.per_ip is not None
 
@@ -126,11 +126,14 @@ class TurnoutApp:
             if spec.auth:
                 if self._limit_ips:
                     await self._admit(req)
-                self._authenticate(req)
+                await self.access.check(spec, req)
             if spec.body:
                 req.parsed = await req.json(self.body_limits)
             watch.start(receive)
-            response = await spec.handler(self.gateway, req)
+            if spec.audit is None:
+                response = await spec.handler(self.gateway, req)
+            else:
+                response = await self.access.audited(spec, req)
             if isinstance(response, SseResponse):
                 await self._send_sse(send, req, response, watch)
             else:
@@ -160,16 +163,6 @@ class TurnoutApp:
         if subject is not None:
             req.admission = Admission()
             await self.gateway.limits.admit(req.admission, subject)
-
-    def _authenticate(self, req: HttpRequest) -> None:
-        token = _bearer(req.header(b"authorization")) or req.header(b"x-api-key")
-        if token is None:
-            raise AuthenticationFailed(
-                "Missing API key. Send it as 'Authorization: Bearer KEY' (OpenAI SDK: api_key=)."
-            )
-        if self._master is None or not hmac.compare_digest(token, self._master):
-            raise AuthenticationFailed("Incorrect API key provided.")
-        req.principal = "master"
 
     async def _send_sse(
         self, send: Send, req: HttpRequest, response: SseResponse, watch: _Watch
@@ -235,15 +228,6 @@ def _prefix_route(path: str) -> dict[str, RouteSpec] | None:
         if path.startswith(prefix) and len(path) > len(prefix):
             return methods
     return None
-
-
-def _bearer(value: bytes | None) -> bytes | None:
-    if value is None:
-        return None
-    scheme, _, token = value.partition(b" ")
-    if scheme.lower() != b"bearer":
-        return None
-    return token.strip() or None
 
 
 def _no_route(req: HttpRequest, methods: dict[str, RouteSpec] | None) -> TurnoutError:

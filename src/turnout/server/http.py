@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from turnout.exceptions import InvalidRequest, RequestTimeout, RequestTooLarge
+from turnout.policies.keys import Caller
 from turnout.policies.limits.policy import Admission
 from turnout.server.deadlines import Deadlines
 
@@ -73,6 +74,9 @@ class HttpRequest:
     __slots__ = (
         "_headers",
         "admission",
+        "audit_details",
+        "audit_target",
+        "caller",
         "method",
         "parsed",
         "path",
@@ -94,6 +98,12 @@ class HttpRequest:
         self.principal = "anonymous"
         #: the rate-limit state, once the request was admitted (its headers go on the response)
         self.admission: Admission | None = None
+        #: the authenticated caller (its role, its API key); None before authentication
+        self.caller: Caller | None = None
+        #: what an audited route acted on, and details to record (never a secret); the
+        #: server fills the target from the path or the body when the route does not
+        self.audit_target: str | None = None
+        self.audit_details: dict[str, Any] | None = None
         supplied = self.header(b"x-request-id")
         if supplied is not None and _SAFE_ID.fullmatch(supplied):
             self.request_id = supplied.decode()

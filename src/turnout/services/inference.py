@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from turnout.backends.base import Backend, BackendRequest, Chunk, RequestContext, Result, Usage
-from turnout.exceptions import InvalidRequest, SensitiveDataBlocked
+from turnout.exceptions import BudgetExceeded, InvalidRequest, ModelNotFound, SensitiveDataBlocked
 from turnout.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -153,7 +153,7 @@ class InferenceService:
         try:
             call = self._prepare(endpoint, body)
             record.model, record.stream = call.model, call.stream
-            route = self.router.resolve(call.model)
+            route = self._resolve(call.model, ctx)
             if self.limits is not None:
                 await self.limits.reserve(ctx, call.body)
             local_only = self._apply_privacy(route, call, ctx)
@@ -171,6 +171,31 @@ class InferenceService:
             raise
         self.accountant.finish(record, ctx, usage=result.usage)
         return result
+
+    def _resolve(self, model: str, ctx: RequestContext) -> Route:
+        """The route for ``model`` if the caller's key may use it and has budget left.
+
+        A model outside the key's allow-list is "not found", exactly like an unknown one, and
+        the message names only models the key may use."""
+        key = ctx.caller.key if ctx.caller is not None else None
+        if key is None:
+            return self.router.resolve(model)
+        caller = key.caller
+        if not caller.may_use(model):
+            raise caller.model_not_found(model, self.router.routes)
+        try:
+            route = self.router.resolve(model)
+        except ModelNotFound:
+            if key.allowed_models is None:
+                raise
+            raise caller.model_not_found(model, self.router.routes) from None
+        if key.over_budget:
+            raise BudgetExceeded(
+                f"The API key {key.prefix} has spent ${key.total_spent:.4f} of its "
+                f"${key.budget:.2f} budget; ask an admin to raise it "
+                f"(turnout keys update {key.prefix} --budget AMOUNT)."
+            )
+        return route
 
     def _apply_privacy(self, route: Route, call: _Call, ctx: RequestContext) -> bool:
         """Scan the request when the model's privacy policy asks for it and apply the

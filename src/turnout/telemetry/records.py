@@ -16,6 +16,8 @@ class RequestRecord:
     endpoint: str
     model: str
     principal: str = "anonymous"
+    #: the API key's id (None: the master key, library mode)
+    key_id: int | None = None
     backend: str | None = None
     upstream_model: str | None = None
     status: int = 200
@@ -26,6 +28,8 @@ class RequestRecord:
     ttft: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: US dollars from the price table (0 on local deployments; None: no price known)
+    cost: float | None = None
     #: what the privacy policy did (allow, local, redact, block) when something was found
     privacy: str | None = None
     #: the sensitive categories found in the prompt (never the values)

@@ -19,6 +19,7 @@ from turnout.backends.local.registry import LocalRegistry
 from turnout.config import LocalModelConfig
 from turnout.exceptions import InvalidRequest, ModelNotFound, NotSupported
 from turnout.gateway import Gateway
+from turnout.policies.roles import CONFIG_READ, CONFIG_WRITE
 from turnout.server.http import HttpRequest, JsonResponse
 from turnout.server.routes import RouteSpec
 
@@ -105,7 +106,9 @@ async def unload(gw: Gateway, req: HttpRequest) -> JsonResponse:
 
 
 ROUTES = (
-    RouteSpec("GET", "/admin/models", list_local),
-    RouteSpec("POST", "/admin/models", deploy, body=True),
-    RouteSpec("DELETE", "/admin/models/*", unload),
+    RouteSpec("GET", "/admin/models", list_local, permission=CONFIG_READ),
+    RouteSpec(
+        "POST", "/admin/models", deploy, body=True, permission=CONFIG_WRITE, audit="model.deploy"
+    ),
+    RouteSpec("DELETE", "/admin/models/*", unload, permission=CONFIG_WRITE, audit="model.unload"),
 )

@@ -13,6 +13,7 @@ import orjson
 from turnout.backends.base import RequestContext, Result
 from turnout.exceptions import TurnoutError
 from turnout.gateway import Gateway
+from turnout.policies.roles import INFERENCE
 from turnout.router.router import Route
 from turnout.server.errors import openai_sse_error
 from turnout.server.http import HttpRequest, JsonResponse, SseResponse
@@ -30,6 +31,7 @@ def _context(gw: Gateway, req: HttpRequest) -> RequestContext:
     ctx.principal = req.principal
     ctx.admission = req.admission
     ctx.header = req.header
+    ctx.caller = req.caller
     return ctx
 
 
@@ -109,19 +111,28 @@ def _model_object(route: Route) -> dict[str, object]:
 
 
 async def list_models(gw: Gateway, req: HttpRequest) -> JsonResponse:
-    data = [_model_object(route) for route in gw.router.routes.values()]
+    """The public models; for a key with an allow-list, only those it may use."""
+    caller = req.caller
+    data = [
+        _model_object(route)
+        for route in gw.router.routes.values()
+        if caller is None or caller.may_use(route.name)
+    ]
     return JsonResponse(orjson.dumps({"object": "list", "data": data}))
 
 
 async def retrieve_model(gw: Gateway, req: HttpRequest) -> JsonResponse:
     name = req.path.removeprefix("/v1/models/")
+    caller = req.caller
+    if caller is not None and not caller.may_use(name):
+        raise caller.model_not_found(name, gw.router.routes)
     return JsonResponse(orjson.dumps(_model_object(gw.router.resolve(name))))
 
 
 ROUTES = (
-    RouteSpec("POST", "/v1/chat/completions", chat_completions, body=True),
-    RouteSpec("POST", "/v1/completions", completions, body=True),
-    RouteSpec("POST", "/v1/embeddings", embeddings, body=True),
-    RouteSpec("GET", "/v1/models", list_models),
-    RouteSpec("GET", "/v1/models/*", retrieve_model),
+    RouteSpec("POST", "/v1/chat/completions", chat_completions, body=True, permission=INFERENCE),
+    RouteSpec("POST", "/v1/completions", completions, body=True, permission=INFERENCE),
+    RouteSpec("POST", "/v1/embeddings", embeddings, body=True, permission=INFERENCE),
+    RouteSpec("GET", "/v1/models", list_models, permission=INFERENCE),
+    RouteSpec("GET", "/v1/models/*", retrieve_model, permission=INFERENCE),
 )

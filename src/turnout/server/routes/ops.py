@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from turnout.gateway import Gateway
+from turnout.policies.roles import PUBLIC
 from turnout.server.http import HttpRequest, JsonResponse
 from turnout.server.routes import RouteSpec
 from turnout.telemetry.metrics import CONTENT_TYPE_LATEST
@@ -25,7 +26,7 @@ async def metrics(gw: Gateway, req: HttpRequest) -> JsonResponse:
 
 
 ROUTES = (
-    RouteSpec("GET", "/healthz", healthz, auth=False),
-    RouteSpec("GET", "/readyz", readyz, auth=False),
-    RouteSpec("GET", "/metrics", metrics, auth=False),
+    RouteSpec("GET", "/healthz", healthz, permission=PUBLIC),
+    RouteSpec("GET", "/readyz", readyz, permission=PUBLIC),
+    RouteSpec("GET", "/metrics", metrics, permission=PUBLIC),
 )

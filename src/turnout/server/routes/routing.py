@@ -7,6 +7,7 @@ import orjson
 
 from turnout.exceptions import InvalidRequest
 from turnout.gateway import Gateway
+from turnout.policies.roles import CONFIG_READ, CONFIG_WRITE
 from turnout.server.http import HttpRequest, JsonResponse
 from turnout.server.routes import RouteSpec
 
@@ -38,12 +39,20 @@ async def change_route(gw: Gateway, req: HttpRequest) -> JsonResponse:
             'Send {"weights": {"backend/model": weight, ...}} with at least one deployment.',
             param="weights",
         )
+    req.audit_details = {"weights": weights}
     route = gw.router.set_weights(name, weights, actor=req.principal)
     return JsonResponse(orjson.dumps(gw.router.describe_route(route)))
 
 
 ROUTES = (
-    RouteSpec("GET", "/admin/routes", list_routes),
-    RouteSpec("GET", "/admin/routes/*", show_route),
-    RouteSpec("PATCH", "/admin/routes/*", change_route, body=True),
+    RouteSpec("GET", "/admin/routes", list_routes, permission=CONFIG_READ),
+    RouteSpec("GET", "/admin/routes/*", show_route, permission=CONFIG_READ),
+    RouteSpec(
+        "PATCH",
+        "/admin/routes/*",
+        change_route,
+        body=True,
+        permission=CONFIG_WRITE,
+        audit="route.weights",
+    ),
 )
