@@ -8,8 +8,10 @@ It is loaded once (``SCRIPT LOAD``) and called by its SHA1 (``EVALSHA``); after 
 so idle subjects vanish by themselves. Needs Redis 5 or later (effects replication).
 
 Latency is bounded: connect and read timeouts are short, redis-py's own retries are off, and
-every call also runs under an overall timeout. Any failure becomes
-:class:`~turnout.exceptions.LimiterUnavailable`; the failover limiter decides what follows.
+every call also runs under an overall timeout. At most :data:`MAX_CONNECTIONS` connections
+per process; a call beyond them waits for a free one (within the same timeouts). Any failure
+becomes :class:`~turnout.exceptions.LimiterUnavailable`; the failover limiter decides what
+follows.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from turnout.exceptions import LimiterUnavailable
 from turnout.policies.limits.limiter import Limiter
 from turnout.policies.limits.rules import Decision, Quota
 
-__all__ = ["DEFAULT_PREFIX", "GCRA_SCRIPT", "RedisLimiter", "redacted_url"]
+__all__ = ["DEFAULT_PREFIX", "GCRA_SCRIPT", "MAX_CONNECTIONS", "RedisLimiter", "redacted_url"]
 
 log = logging.getLogger("turnout.limits")
 
@@ -64,6 +66,27 @@ _SHA = hashlib.sha1(GCRA_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 _US = 1_000_000
 
 
+#: connections to Redis per process. A request beyond them waits for one (at most the
+#: timeout) instead of failing: redis-py's default pool refuses the 101st concurrent call
+#: ("Too many connections"), which turned a burst of requests into limiter failures.
+MAX_CONNECTIONS = 64
+
+
+def _client(url: str, timeout: float) -> aioredis.Redis:
+    """Short timeouts, no retries inside redis-py, a bounded pool that waits when busy."""
+    no_retry = Retry(NoBackoff(), 0)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=no_retry,
+        health_check_interval=0,
+    )
+    return aioredis.Redis(connection_pool=pool, retry=no_retry)
+
+
 def redacted_url(url: str) -> str:
     """``scheme://host:port/db`` without user name or password, for logs and messages."""
     parts = urlsplit(url)
@@ -88,13 +111,7 @@ class RedisLimiter(Limiter):
         self.where = redacted_url(url)
         self.prefix = prefix
         self.timeout = timeout
-        self.client = client or aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        self.client = client or _client(url, timeout)
 
     async def start(self) -> None:
         """Load the script; LimiterUnavailable if Redis does not answer (the failover
@@ -103,7 +120,7 @@ class RedisLimiter(Limiter):
 
     async def aclose(self) -> None:
         await super().aclose()
-        await self.client.aclose()
+        await self.client.aclose(close_connection_pool=True)
 
     async def spend(self, key: str, quota: Quota, cost: int = 1) -> Decision:
         allowed, remaining, reset_us, retry_us = await self._run(key, quota, cost, force=False)
