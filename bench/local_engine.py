@@ -3,9 +3,9 @@ end-to-end latency percentiles and output tokens/s, at several concurrency level
 
 Two comparisons, each inside one run:
 
-(a) the transformers engine served through the gateway (``turnout serve``, streaming via
-    the openai SDK) against the same engine called directly in-process — goal: under 5 %
-    lost output throughput;
+(a) the transformers engine served through the gateway (``turnout serve``, streaming to an
+    aiohttp client like vllm bench serve's) against the same engine called directly
+    in-process — goal: under 5 % lost output throughput;
 (b) continuous batching against sequential generation (the engine's one-at-a-time decode
     loop, the path seeded requests take) at concurrency 16 — goal: at least 5x the aggregate
     output tokens/s.
@@ -167,36 +167,47 @@ async def run_direct(
 
 
 async def run_gateway(url: str, texts: list[str], concurrency: int, max_tokens: int) -> Run:
-    import openai
+    """Stream through the gateway with a client like ``vllm bench serve``'s: aiohttp, each
+    ``data:`` event parsed as JSON (orjson) — not the openai SDK, whose per-event cost would
+    be charged to the gateway: both run on the same two cores."""
+    import aiohttp
+    import orjson
 
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=MASTER, max_retries=0)
     run = Run("gateway", concurrency, 0.0)
     gate = asyncio.Semaphore(concurrency)
+    headers = {"Authorization": f"Bearer {MASTER}"}
+    timeout = aiohttp.ClientTimeout(total=600)
+    connector = aiohttp.TCPConnector(limit=concurrency)
 
-    async def one(text: str) -> None:
+    async def one(session: aiohttp.ClientSession, text: str) -> None:
+        body = {
+            "model": "bench",
+            "messages": [{"role": "user", "content": text}],
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         async with gate:
             start = time.perf_counter()
             first = 0.0
             tokens = 0
-            stream = await client.chat.completions.create(
-                model="bench",
-                messages=[{"role": "user", "content": text}],
-                max_tokens=max_tokens,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    tokens = chunk.usage.completion_tokens
-                elif chunk.choices and chunk.choices[0].delta.content and not first:
-                    first = time.perf_counter() - start
+            async with session.post("/v1/chat/completions", json=body) as resp:
+                resp.raise_for_status()
+                async for line in resp.content:
+                    if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+                        continue
+                    chunk = orjson.loads(line[6:])
+                    if chunk.get("usage"):
+                        tokens = chunk["usage"]["completion_tokens"]
+                    elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                        first = first or time.perf_counter() - start
             run.samples.append(Sample(first, time.perf_counter() - start, tokens))
 
     started = time.perf_counter()
-    try:
-        await asyncio.gather(*(one(t) for t in texts))
-    finally:
-        await client.close()
+    async with aiohttp.ClientSession(
+        url, headers=headers, timeout=timeout, connector=connector
+    ) as session:
+        await asyncio.gather(*(one(session, t) for t in texts))
     run.duration = time.perf_counter() - started
     return run
 
@@ -231,7 +242,8 @@ def start_gateway(model_dir: Path, workdir: Path) -> tuple[subprocess.Popen[byte
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise SystemExit(f"the gateway did not become ready; see {workdir / 'gateway.log'}")
+    tail = (workdir / "gateway.log").read_text(errors="replace")[-3000:]
+    raise SystemExit(f"the gateway did not become ready within 120 s; its log ends:\n{tail}")
 
 
 # ---------------------------------------------------------------------------- main

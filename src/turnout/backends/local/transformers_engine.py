@@ -13,6 +13,14 @@ to the sequential path (one request at a time, its own decode loop):
 
 Cancellation (client gone) cancels the request inside the batch at once.
 
+Where turnout changes transformers' batching (same tokens and distributions, less CPU work;
+docs/benchmarks.md has the numbers): sampling by inverse CDF instead of ``torch.multinomial``
+and top-p only on the rows that ask for it (:mod:`~turnout.backends.local.cb_sampling`);
+on the CPU, attention per request instead of one masked SDPA over the whole batch, for
+models whose layers are all full attention
+(:mod:`~turnout.backends.local.paged_attention`); and torch's threads set to the cores
+minus one (``options.threads``).
+
 Loading: the files are checked first (:meth:`TransformersEngine.check`: safe files, a causal
 LM architecture transformers knows, a quantization this machine can do), the weights are read
 through once (progress in bytes), the model is built on ``options.device`` (``cpu``, the
@@ -25,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -32,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from turnout.backends.base import BackendRequest, Chunk, RequestContext, Result, Usage
+from turnout.backends.local import cb_sampling, paged_attention
 from turnout.backends.local.architecture import check_causal_lm, check_loaded_weights
 from turnout.backends.local.chunks import (
     ChunkBuilder,
@@ -107,6 +117,7 @@ class TransformersEngine(Engine):
         await asyncio.to_thread(self._load)
 
     def _load(self) -> None:
+        _set_threads(self.options.get("threads"), self.device)
         read_weights(sorted(self.path.glob("*.safetensors")), self.progress)
         self.progress.begin("building")
         self.tokenizer, self.model = self._from_pretrained()
@@ -122,6 +133,7 @@ class TransformersEngine(Engine):
         self.manager = self._start_batching()
         self.progress.begin("warmup")
         self._warm_up()
+        cb_sampling.install_sampler(self.manager)  # the batch's runner exists after a request
 
     def _from_pretrained(self) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -164,6 +176,9 @@ class TransformersEngine(Engine):
         manager = self.model.init_continuous_batching(
             generation_config=generation, continuous_batching_config=batching
         )
+        cb_sampling.install_processors(manager)
+        if self.device == "cpu" and not paged_attention.use_for(self.model):
+            log.info("%s: continuous batching keeps transformers' SDPA attention", self.name)
         manager.start()
         return manager
 
@@ -464,6 +479,25 @@ class _Detokenizer:
             self.prefix, self.read = self.read, len(self.ids)
             return str(after[len(before) :])
         return ""
+
+
+def _set_threads(option: Any, device: str) -> None:
+    """Torch's intra-op threads for the CPU (process-wide): ``options.threads``, else
+    ``OMP_NUM_THREADS`` if set, else one fewer than the machine's cores, leaving one to the
+    gateway's event loop. With every core in a torch op, each small op of a decode step
+    waits for the thread that lost its core to the event loop (on 2 cores, 1 thread gave
+    3x the batch's throughput of 2 under the gateway's own load; docs/benchmarks.md)."""
+    import torch
+
+    if option is not None:
+        threads = int(option)
+        if threads < 1:
+            raise InvalidRequest("options.threads must be at least 1.", param="options.threads")
+    elif device != "cpu" or os.environ.get("OMP_NUM_THREADS"):
+        return
+    else:
+        threads = max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(threads)
 
 
 def _sample(logits: Any, params: _Params, generator: Any) -> int:
