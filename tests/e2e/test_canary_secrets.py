@@ -12,6 +12,9 @@ Every canary is then searched for in every response (status, headers, body), eve
 gateway and the CLI printed, and the bytes of every file under the gateway's home and working
 folder: the SQLite database, its WAL, the spool. The only places a canary may appear are the
 files the test itself wrote (the configuration) and the requests it sent.
+
+API keys made at runtime are canaries too: one is created and used (``Authorization`` and
+``x-api-key``), then rotated; their secrets appear in the create and rotate answers only.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ def run(
     config = gateway_config(upstream_server, canaries)
     with run_gateway(workdir, config=config, env=env, args=("--log-level", "debug")) as gw:
         drive(gw, upstream_server, canaries, outputs)
+        canaries.update(drive_api_keys(gw, canaries, outputs))
     outputs.add("gateway log", (workdir / "gateway.log").read_bytes())
     yield workdir, outputs
 
@@ -149,6 +153,37 @@ def drive(gw: Gateway, upstream: FakeUpstream, canaries: dict[str, str], out: Ou
         out.response(f"GET {path}", resp)
     resp = rawhttp.request("POST", gw.url + chat, json={**body, "model": "nope"}, headers=master)
     out.response("unknown model", resp)
+
+
+def drive_api_keys(gw: Gateway, canaries: dict[str, str], out: Outputs) -> dict[str, str]:
+    """Create an API key, use it, rotate it, use the old one: the secrets, shown once in the
+    create and rotate answers (not kept as outputs), are canaries from then on."""
+    master = auth(canaries["master_key"])
+    made = rawhttp.request(
+        "POST",
+        gw.url + "/admin/keys",
+        json={"owner": "canary", "role": "developer"},
+        headers=master,
+    )
+    assert made.status == 201, made.text
+    first, prefix = made.json()["key"], made.json()["prefix"]
+    body = {"model": "chat", "messages": MESSAGES}
+    for header in (auth(first), {"x-api-key": first}):
+        resp = rawhttp.request("POST", gw.url + "/v1/chat/completions", json=body, headers=header)
+        assert resp.status == 200, resp.text
+        out.response(f"api key {next(iter(header))}", resp)
+    rotated = rawhttp.request("POST", f"{gw.url}/admin/keys/{prefix}/rotate", headers=master)
+    assert rotated.status == 200, rotated.text
+    second = rotated.json()["key"]
+    old = rawhttp.request("POST", gw.url + "/v1/chat/completions", json=body, headers=auth(first))
+    assert old.status == 401
+    out.response("rotated-out key", old)
+    for path in ("/admin/keys", f"/admin/keys/{prefix}", "/admin/requests", "/admin/usage"):
+        out.response(f"GET {path}", rawhttp.request("GET", gw.url + path, headers=master))
+    out.response(
+        "GET /admin/audit", rawhttp.request("GET", gw.url + "/admin/audit", headers=master)
+    )
+    return {"api_key": first, "rotated_api_key": second}
 
 
 # ------------------------------------------------------------------------------- the CLI
@@ -290,9 +325,12 @@ def test_no_canary_in_what_the_cli_prints(cli_outputs: Outputs, canaries: dict[s
     assert leaks(canaries, texts) == []
 
 
-def test_the_outputs_did_exercise_the_paths(run: tuple[Path, Outputs]) -> None:
+def test_the_outputs_did_exercise_the_paths(
+    run: tuple[Path, Outputs], canaries: dict[str, str]
+) -> None:
     """The search above means something only if the failures it covers happened."""
     _, outputs = run
+    assert {"api_key", "rotated_api_key"} <= set(canaries)  # searched for like the others
     texts = {k: v.decode(errors="replace") for k, v in outputs.texts.items()}
     assert texts["wrong bearer"].startswith("401")
     assert "upstream_auth_error" in texts["chat upstream 401"]
