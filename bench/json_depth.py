@@ -16,7 +16,8 @@ time, which a busy machine inflates far less than wall time):
   minus the same without the deadline and the depth check: what the limits add per request.
 
 And the deadline mechanisms alone, per request: one ``asyncio.timeout`` (a timer per request)
-against ``Deadlines.watch``/``release`` (one timer per process).
+against ``Deadlines.watch``/``release`` (one timer per process); and what the trusted-hosts
+middleware (on by default while listening on loopback) adds to a request.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import orjson
 
 from turnout.server.deadlines import Deadlines
 from turnout.server.http import BodyLimits, HttpRequest, nested_deeper
+from turnout.server.middleware.hosts import LOOPBACK_NAMES, TrustedHosts
 
 DEPTH = 64
 
@@ -143,10 +145,23 @@ async def deadline_mechanisms(n: int = 200_000) -> dict[str, float]:
     async def nothing() -> None:
         pass
 
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    hosts = TrustedHosts(app, hosts=list(LOOPBACK_NAMES))
+    scope = {"type": "http", "headers": [(b"host", b"127.0.0.1:8400"), (b"accept", b"*/*")]}
+
+    async def bare() -> None:
+        await app(scope, None, None)
+
+    async def checked() -> None:
+        await hosts(scope, None, None)
+
     base = await _cpu_async(nothing, n)
     return {
         "asyncio.timeout per request": await _cpu_async(timer_per_request, n) - base,
         "Deadlines watch + release": await _cpu_async(one_timer, n) - base,
+        "trusted-hosts check": await _cpu_async(checked, n) - await _cpu_async(bare, n),
     }
 
 
@@ -174,7 +189,7 @@ def main() -> None:
         )
     d = median_of(args.repeat, lambda: uvloop.run(deadline_mechanisms()))
     results["deadlines"] = d
-    print("\n| body deadline | µs per request |\n| --- | --: |")
+    print("\n| per request | µs |\n| --- | --: |")
     for name, value in d.items():
         print(f"| {name} | {value:.2f} |")
     if args.json_path:

@@ -24,6 +24,7 @@ __all__ = ["LISTEN_HOST_ENV", "LOOPBACK_NAMES", "TrustedHosts", "default_hosts",
 LISTEN_HOST_ENV = "TURNOUT_LISTEN_HOST"
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "*.localhost"]
+_KNOWN_MAX = 256
 
 
 def default_hosts(listen_host: str) -> list[str] | None:
@@ -61,15 +62,25 @@ class TrustedHosts:
     def __init__(self, app: ASGIApp, *, hosts: list[str]) -> None:
         self.app = app
         self.names = _Names(hosts)
+        #: Host header value -> accepted; a client sends the same one every time
+        self._known: dict[bytes, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            raw = header(scope, b"host")
-            name = host_name(raw) if raw is not None else ""
-            if name not in self.names:
-                await reject(send, self._refusal(name, self.names))
+            raw = header(scope, b"host") or b""
+            accepted = self._known.get(raw)
+            if accepted is None:
+                accepted = self._judge(raw)
+            if not accepted:
+                await reject(send, self._refusal(host_name(raw), self.names))
                 return
         await self.app(scope, receive, send)
+
+    def _judge(self, raw: bytes) -> bool:
+        accepted = bool(raw) and host_name(raw) in self.names
+        if len(self._known) < _KNOWN_MAX:  # bounded: foreign names do not fill memory
+            self._known[raw] = accepted
+        return accepted
 
     def _refusal(self, name: str, names: _Names) -> InvalidRequest:
         shown = repr(name[:100]) if name else "no Host header"
