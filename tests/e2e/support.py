@@ -202,6 +202,10 @@ def main_config(upstream: FakeUpstream) -> dict[str, Any]:
     """The config of the session's gateway (see tests/e2e/conftest.py)."""
     return {
         "default_model": "chat",
+        # the fault tests fail "chat" often enough to trip its breaker; its health checks
+        # (GET /v1/models) would then reach the shared fake while later tests assert that
+        # nothing did. Health checks have their own tests (test_routing.py).
+        "router": {"breaker": {"health_interval": 0}},
         "backends": {
             "fake": backend(upstream.base_url, "env:FAKE_UPSTREAM_KEY"),
             "fake_literal": backend(upstream.base_url, LITERAL_KEY),
