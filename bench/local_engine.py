@@ -89,6 +89,9 @@ class Run:
     concurrency: int
     duration: float
     samples: list[Sample] = field(default_factory=list)
+    #: CPU seconds of the serving process (the bench process in-process, the gateway's
+    #: process through HTTP), which unlike wall time does not count waiting for a core
+    cpu: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         ttft = sorted(s.ttft for s in self.samples)
@@ -102,6 +105,7 @@ class Run:
             "output_tokens": tokens,
             "duration_s": round(self.duration, 3),
             "output_tok_s": round(tokens / self.duration, 1),
+            "cpu_ms_per_token": round(self.cpu / tokens * 1000, 3) if tokens else None,
             "ttft_ms": _pcts(ttft),
             "tpot_ms": _pcts(tpot),
             "e2e_ms": _pcts(e2e),
@@ -160,13 +164,23 @@ async def run_direct(
                     first = time.perf_counter() - start
             run.samples.append(Sample(first, time.perf_counter() - start, tokens))
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one(i, t) for i, t in enumerate(texts)))
     run.duration = time.perf_counter() - started
+    run.cpu = time.process_time() - cpu
     return run
 
 
-async def run_gateway(url: str, texts: list[str], concurrency: int, max_tokens: int) -> Run:
+def _cpu_of(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system + times.children_user + times.children_system)
+
+
+async def run_gateway(
+    url: str, pid: int, texts: list[str], concurrency: int, max_tokens: int
+) -> Run:
     """Stream through the gateway with a client like ``vllm bench serve``'s: aiohttp, each
     ``data:`` event parsed as JSON (orjson) — not the openai SDK, whose per-event cost would
     be charged to the gateway: both run on the same two cores."""
@@ -203,12 +217,13 @@ async def run_gateway(url: str, texts: list[str], concurrency: int, max_tokens: 
                         first = first or time.perf_counter() - start
             run.samples.append(Sample(first, time.perf_counter() - start, tokens))
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_of(pid)
     async with aiohttp.ClientSession(
         url, headers=headers, timeout=timeout, connector=connector
     ) as session:
         await asyncio.gather(*(one(session, t) for t in texts))
     run.duration = time.perf_counter() - started
+    run.cpu = _cpu_of(pid) - cpu
     return run
 
 
@@ -259,24 +274,27 @@ async def bench(args: argparse.Namespace, model_dir: Path, workdir: Path) -> lis
     engine = TransformersEngine("bench", model_dir, {"num_blocks": 128})
     await engine.load()
     proc, url = start_gateway(model_dir, workdir)
-    steps = len(levels) * 2 + 1
+    steps = (len(levels) * 2 + 1) * args.rounds
     try:
         with Progress(console=console) as progress:
             task = progress.add_task("benchmark", total=steps)
             await run_direct(engine, warm, 4, 8, sequential=False)
-            await run_gateway(url, warm, 4, 8)
-            for c in levels:
-                progress.update(task, description=f"direct c={c}")
-                runs.append(await run_direct(engine, texts, c, args.max_tokens, sequential=False))
+            await run_gateway(url, proc.pid, warm, 4, 8)
+            for _ in range(args.rounds):  # rounds interleave the targets: load drifts
+                for c in levels:
+                    progress.update(task, description=f"direct c={c}")
+                    runs.append(
+                        await run_direct(engine, texts, c, args.max_tokens, sequential=False)
+                    )
+                    progress.advance(task)
+                    progress.update(task, description=f"gateway c={c}")
+                    runs.append(await run_gateway(url, proc.pid, texts, c, args.max_tokens))
+                    progress.advance(task)
+                progress.update(task, description=f"sequential c={max(levels)}")
+                runs.append(
+                    await run_direct(engine, texts, max(levels), args.max_tokens, sequential=True)
+                )
                 progress.advance(task)
-                progress.update(task, description=f"gateway c={c}")
-                runs.append(await run_gateway(url, texts, c, args.max_tokens))
-                progress.advance(task)
-            progress.update(task, description="sequential c=16")
-            runs.append(
-                await run_direct(engine, texts, max(levels), args.max_tokens, sequential=True)
-            )
-            progress.advance(task)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -286,32 +304,48 @@ async def bench(args: argparse.Namespace, model_dir: Path, workdir: Path) -> lis
 
 def report(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| target | c | requests | output tok/s | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) "
-        "| E2E p50 / p99 (ms) |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        "| target | c | requests | output tok/s | CPU ms / token | TTFT p50 / p99 (ms) "
+        "| TPOT p50 / p99 (ms) | E2E p50 / p99 (ms) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in results:
         lines.append(
             f"| {r['target']} | {r['concurrency']} | {r['requests']} | {r['output_tok_s']} "
-            f"| {r['ttft_ms']['p50']} / {r['ttft_ms']['p99']} "
+            f"| {r['cpu_ms_per_token']} | {r['ttft_ms']['p50']} / {r['ttft_ms']['p99']} "
             f"| {r['tpot_ms'].get('p50', '-')} / {r['tpot_ms'].get('p99', '-')} "
             f"| {r['e2e_ms']['p50']} / {r['e2e_ms']['p99']} |"
         )
-    by = {(r["target"], r["concurrency"]): r["output_tok_s"] for r in results}
-    lines += ["", "| goal | value | pass |", "|---|--:|:-:|"]
-    for c in sorted({r["concurrency"] for r in results if r["target"] == "gateway"}):
-        lost = 1 - by[("gateway", c)] / by[("direct", c)]
+    tok = _medians(results, "output_tok_s")
+    cpu = _medians(results, "cpu_ms_per_token")
+    lines += ["", "Medians over the rounds:", "", "| goal | value | pass |", "|---|--:|:-:|"]
+    for c in sorted({c for t, c in tok if t == "gateway"}):
+        lost = 1 - tok[("gateway", c)] / tok[("direct", c)]
         lines.append(
             f"| (a) lost throughput through the gateway, c={c} | {lost:.1%} "
             f"| {'✅' if lost < 0.05 else '❌'} |"
         )
-    top = max(c for t, c in by if t == "sequential")
-    gain = by[("direct", top)] / by[("sequential", top)]
+    top = max(c for t, c in tok if t == "sequential")
+    gain = tok[("direct", top)] / tok[("sequential", top)]
     lines.append(
         f"| (b) continuous batching / sequential, c={top} | {gain:.2f}x "
         f"| {'✅' if gain >= 5 else '❌'} |"
     )
+    lines += ["", "| CPU per output token (medians) | value |", "|---|--:|"]
+    for c in sorted({c for t, c in cpu if t == "gateway"}):
+        extra = cpu[("gateway", c)] / cpu[("direct", c)] - 1
+        lines.append(f"| gateway process / in-process, c={c} | {extra:+.1%} |")
+    lines.append(
+        f"| sequential / continuous batching, c={top} "
+        f"| {cpu[('sequential', top)] / cpu[('direct', top)]:.2f}x |"
+    )
     return "\n".join(lines)
+
+
+def _medians(results: list[dict[str, Any]], key: str) -> dict[tuple[str, int], float]:
+    groups: dict[tuple[str, int], list[float]] = {}
+    for r in results:
+        groups.setdefault((r["target"], r["concurrency"]), []).append(r[key])
+    return {k: statistics.median(v) for k, v in groups.items()}
 
 
 def main() -> None:
@@ -320,10 +354,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--prompt-words", type=int, default=48)
     parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat all targets; medians")
     parser.add_argument("--out", type=Path, default=RESULTS / "local_engine.json")
     args = parser.parse_args()
     from turnout.backends.local.demo_model import DemoShape, generate_demo_model
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="turnout-bench-local-") as tmp:
         workdir = Path(tmp)
         with console.status("generating the benchmark model"):
@@ -336,8 +372,14 @@ def main() -> None:
     console.print(table)
     markdown = report(results)
     console.print(markdown)
+    console.print(f"load average before {load_before}, after {os.getloadavg()}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"args": vars(args) | {"out": str(args.out)}, "cpu_count": os.cpu_count()}
+    meta = {
+        "args": vars(args) | {"out": str(args.out)},
+        "cpu_count": os.cpu_count(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown + "\n")
     console.print(f"results: {args.out}")
