@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -14,6 +11,7 @@ from rich.table import Table
 
 from turnout.cli.common import config_option, err_console, load_or_exit, out_console
 from turnout.cli.progress import LoadBars
+from turnout.cli.remote import API_KEY_OPTION, URL_OPTION, call
 from turnout.config import DEMO_NAME
 
 
@@ -80,51 +78,7 @@ def list_models(
         )
 
 
-def _call(
-    url: str,
-    api_key: str | None,
-    path: str,
-    *,
-    method: str = "GET",
-    body: Mapping[str, object] | None = None,
-    timeout: float = 10.0,
-) -> Any:
-    """One JSON request to a running gateway; errors are printed with what to do."""
-    data = json.dumps(body).encode() if body is not None else None
-    full = url.rstrip("/") + path
-    request = urllib.request.Request(full, data=data, method=method)  # noqa: S310
-    request.add_header("Content-Type", "application/json")
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
-            return json.load(resp)
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.load(exc)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = f"HTTP {exc.code}"
-        hint = "; check --api-key" if exc.code == 401 else ""
-        err_console.print(f"[red]{url} refused:[/] {message}{hint}")
-        raise SystemExit(1) from None
-    except (urllib.error.URLError, OSError) as exc:
-        err_console.print(f"[red]Cannot reach {url}[/]: {exc}; is the gateway running?")
-        raise SystemExit(1) from None
-
-
 _POLL = 0.2
-_URL = click.option(
-    "--url",
-    default="http://127.0.0.1:8400",
-    show_default=True,
-    help="The running gateway.",
-)
-_KEY = click.option(
-    "--api-key",
-    envvar="TURNOUT_API_KEY",
-    default=None,
-    help="An admin key (default: $TURNOUT_API_KEY).",
-)
 
 
 @models_group.command("deploy")
@@ -144,8 +98,8 @@ _KEY = click.option(
     help="transformers engine: int8 (CPU or GPU) or int4 (GPU, bitsandbytes).",
 )
 @click.option("--option", "options", multiple=True, help="Engine option KEY=VALUE (repeatable).")
-@_URL
-@_KEY
+@URL_OPTION
+@API_KEY_OPTION
 def deploy(
     name: str,
     path: str,
@@ -183,7 +137,7 @@ def deploy(
         "options": parsed,
         "quantization": quantization,
     }
-    state = _call(url, api_key, "/admin/models?wait=false", method="POST", body=body, timeout=60)
+    state = call(url, api_key, "/admin/models?wait=false", method="POST", body=body, timeout=60)
     state = _follow_load(url, api_key, name, state)
     if state.get("status") == "failed":
         message = (state.get("error") or {}).get("message", "unknown error")
@@ -202,7 +156,7 @@ def _follow_load(url: str, api_key: str | None, name: str, state: Any) -> Any:
             if state.get("progress"):
                 bars.update(state["progress"])
             time.sleep(_POLL)
-            listing = _call(url, api_key, "/admin/models")
+            listing = call(url, api_key, "/admin/models")
             state = next((m for m in listing.get("data", []) if m.get("name") == name), None)
             if state is None:
                 err_console.print(f"[red]{url} no longer lists {name}[/]; was it unloaded?")
@@ -216,8 +170,8 @@ def _follow_load(url: str, api_key: str | None, name: str, state: Any) -> Any:
 
 @models_group.command("unload")
 @click.argument("name")
-@_URL
-@_KEY
+@URL_OPTION
+@API_KEY_OPTION
 def unload(name: str, url: str, api_key: str | None) -> None:
     """Unload a local model from a running gateway (it loads again on its next request).
 
@@ -225,7 +179,7 @@ def unload(name: str, url: str, api_key: str | None) -> None:
     Examples:
       turnout models unload demo-copy
     """
-    result = _call(url, api_key, f"/admin/models/{name}", method="DELETE")
+    result = call(url, api_key, f"/admin/models/{name}", method="DELETE")
     state = "unloaded" if result.get("unloaded") else "was not loaded"
     out_console.print(f"{name}: {state}")
 
@@ -240,7 +194,7 @@ def _number_or_text(value: str) -> object:
 
 
 def _list_remote(url: str, api_key: str | None, as_json: bool) -> None:
-    data = _call(url, api_key, "/v1/models")
+    data = call(url, api_key, "/v1/models")
     names = [m["id"] for m in data.get("data", [])]
     if as_json:
         click.echo(json.dumps(names, indent=2))
