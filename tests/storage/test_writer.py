@@ -78,6 +78,49 @@ async def _equals(rows: Any, want: int) -> bool:
     return bool(await rows == want)
 
 
+async def test_one_connection_serves_every_batch(database: Database) -> None:
+    # opening a connection per batch cost more than the batch (docs/benchmarks.md)
+    checkouts: list[object] = []
+    inserts: list[str] = []
+    engine = database.engine.sync_engine
+    event.listen(engine.pool, "checkout", lambda *a: checkouts.append(a))
+    event.listen(engine, "before_cursor_execute", lambda c, cur, sql, *a: inserts.append(sql))
+    writer = RequestLogWriter(database, interval=60.0, batch_size=10)
+    await writer.start()
+    for round_ in range(5):
+        for i in range(10):
+            writer.submit(make_record(round_ * 10 + i))
+        while writer.pending:  # a full batch wakes the writer
+            await asyncio.sleep(0.01)
+    await writer.aclose()
+    inserts = [sql for sql in inserts if sql.startswith("INSERT")]
+    assert (len(inserts), len(checkouts)) == (5, 1)
+    assert await count_rows(database) == 50
+
+
+async def test_a_replaced_sqlite_file_is_opened_again(tmp_path: Path) -> None:
+    path = tmp_path / "turnout.db"
+    database = Database(make_url(f"sqlite+aiosqlite:///{path}"))
+    await database.migrate()
+    writer = RequestLogWriter(database, interval=0.05)
+    await writer.start()
+    writer.submit(make_record(1))
+    await wait_for(lambda: _equals(count_rows(database), 1))
+    # an operator deletes the database while the gateway runs, and a new one is created: the
+    # kept connection still holds the deleted file, where the records would be lost
+    for name in ("turnout.db", "turnout.db-wal", "turnout.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    fresh = Database(make_url(f"sqlite+aiosqlite:///{path}"))
+    await fresh.migrate()
+    for i in range(2, 12):
+        writer.submit(make_record(i))
+    await wait_for(lambda: _equals(count_rows(fresh), 10))
+    await writer.aclose()
+    assert await count_rows(fresh) == 10
+    await fresh.aclose()
+    await database.aclose()
+
+
 async def test_the_interval_flushes_a_partial_batch(database: Database) -> None:
     writer = RequestLogWriter(database, interval=0.05, batch_size=1000)
     await writer.start()

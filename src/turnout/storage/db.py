@@ -14,6 +14,7 @@ connection owns a thread, and a pool nobody disposed would keep the process from
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,17 @@ class Database:
 
     def __str__(self) -> str:
         return safe_url(self.url)
+
+    def file_identity(self) -> tuple[int, int] | None:
+        """(device, inode) of a SQLite database's file, None when it is missing or not a file
+        database: a change means the file was moved, replaced or deleted (see the writer)."""
+        if self.url.get_backend_name() != "sqlite" or not self.url.database:
+            return None
+        try:
+            st = os.stat(self.url.database)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
 
     def session(self) -> AsyncSession:
         return self.sessions()

@@ -7,6 +7,13 @@ stay queued and the task retries with growing pauses (up to ``max_backoff``); on
 ``max_pending`` queued records are the oldest dropped, and counted
 (``turnout_request_log_dropped``).
 
+The writer keeps one connection open between batches: opening one per batch cost more than
+the batch itself (on SQLite a connection, its thread, its pragmas, and the checkpoint of the
+write-ahead log when the last connection closes: ≈ 40 µs per logged request under load). A
+connection that failed is thrown away and a new one opened on the next try; on SQLite, a
+database file that was moved, replaced or deleted while open (its inode changed) is reopened by
+path before the next batch, so that records never go to a file nobody reads.
+
 Nothing is lost on a clean shutdown: ``aclose()`` writes everything queued, and if the database
 is down even then (for ``close_timeout`` seconds), it spools the rest to a JSON-lines file in
 ``spool_dir``, which the next start of any writer on that directory puts back in the queue.
@@ -35,6 +42,7 @@ import orjson
 from sqlalchemy import JSON, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnout.storage.db import Database, describe
 from turnout.storage.models import RequestLog
@@ -143,6 +151,9 @@ class RequestLogWriter:
         self._closing = False
         self._failing_since: float | None = None
         self._insert = BatchInsert(database.engine.dialect)
+        #: the connection kept between batches, and the identity of the SQLite file it opened
+        self._conn: AsyncConnection | None = None
+        self._file: tuple[int, int] | None = None
         _open_writers.add(self)
 
     @property
@@ -181,6 +192,7 @@ class RequestLogWriter:
                 await self._drain()
         except TimeoutError:
             log.warning("request log: the database did not take the last records in time")
+        await self._disconnect()
         self.spool()
         _open_writers.discard(self)
 
@@ -200,6 +212,7 @@ class RequestLogWriter:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(self.close_timeout):
                         await self._drain()
+                await self._disconnect()
                 self.spool()
             raise
 
@@ -236,8 +249,32 @@ class RequestLogWriter:
     async def _write(self, batch: list[RequestRecord]) -> None:
         insert = self._insert
         rows = [insert.row(r) for r in batch]
-        async with self.database.engine.begin() as conn:
-            await conn.exec_driver_sql(insert.sql, rows)
+        conn = await self._connection()
+        try:
+            async with conn.begin():
+                await conn.exec_driver_sql(insert.sql, rows)
+        except BaseException:
+            await self._disconnect(broken=True)
+            raise
+
+    async def _connection(self) -> AsyncConnection:
+        """The kept connection; a new one when there is none or its SQLite file was moved."""
+        if self._conn is not None and self._file != self.database.file_identity():
+            log.warning("request log: %s was moved or replaced; opening it again", self.database)
+            await self._disconnect()
+        if self._conn is None:
+            self._conn = await self.database.engine.connect()
+            self._file = self.database.file_identity()
+        return self._conn
+
+    async def _disconnect(self, *, broken: bool = False) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(*DB_ERRORS):
+            if broken:  # its state is unknown: not back into a pool
+                await conn.invalidate()
+            await conn.close()
 
     # ------------------------------------------------------------------------- queue
 
