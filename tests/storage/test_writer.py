@@ -48,30 +48,50 @@ def test_every_record_field_has_a_column() -> None:
     assert set(record_row(make_record(1))) == stored | {"started_at"}
 
 
-async def test_records_are_written_in_batches_of_one_insert(database: Database) -> None:
-    inserts: list[int] = []
+class Writes:
+    """Rows of request_log written per INSERT statement and per transaction."""
 
-    def count_insert(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+    def __init__(self, database: Database) -> None:
+        self.statements: list[int] = []
+        self.batches: list[int] = []
+        self._open = 0
+        engine = database.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", self._execute)
+        event.listen(engine, "commit", self._commit)
+
+    def _execute(self, conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
         if statement.startswith("INSERT INTO request_log"):
-            inserts.append(len(params))
+            # SQLite: multi-row statements, parameters flat (BatchInsert.rows_per_statement)
+            rows = statement.count("(?") if isinstance(params, tuple) else len(params)
+            self.statements.append(rows)
+            self._open += rows
 
-    event.listen(database.engine.sync_engine, "before_cursor_execute", count_insert)
+    def _commit(self, conn: Any) -> None:
+        if self._open:
+            self.batches.append(self._open)
+            self._open = 0
+
+
+async def test_records_are_written_in_batches(database: Database) -> None:
+    writes = Writes(database)
     writer = RequestLogWriter(database, interval=60.0, batch_size=100)
     await writer.start()
     for i in range(250):
         writer.submit(make_record(i))
     # a full batch wakes the writer, without waiting for the 60 s interval; it writes
-    # everything queued then, each batch one INSERT (executemany) in its own transaction
+    # everything queued then, each batch in its own transaction, in one INSERT executed for
+    # all its rows (PostgreSQL) or a few multi-row INSERTs (SQLite)
     await wait_for(lambda: _equals(count_rows(database), 250))
     assert writer.pending == 0
-    assert inserts == [100, 100, 50]
+    assert writes.batches == [100, 100, 50]
+    assert len(writes.statements) <= 9
     for i in range(99):
         writer.submit(make_record(1000 + i))
     await asyncio.sleep(0.3)
     assert writer.pending == 99  # below batch_size: waits for the interval, or aclose()
     await writer.aclose()
     assert await count_rows(database) == 349
-    assert inserts == [100, 100, 50, 99]
+    assert writes.batches == [100, 100, 50, 99]
 
 
 async def _equals(rows: Any, want: int) -> bool:
@@ -81,10 +101,8 @@ async def _equals(rows: Any, want: int) -> bool:
 async def test_one_connection_serves_every_batch(database: Database) -> None:
     # opening a connection per batch cost more than the batch (docs/benchmarks.md)
     checkouts: list[object] = []
-    inserts: list[str] = []
-    engine = database.engine.sync_engine
-    event.listen(engine.pool, "checkout", lambda *a: checkouts.append(a))
-    event.listen(engine, "before_cursor_execute", lambda c, cur, sql, *a: inserts.append(sql))
+    event.listen(database.engine.sync_engine.pool, "checkout", lambda *a: checkouts.append(a))
+    writes = Writes(database)
     writer = RequestLogWriter(database, interval=60.0, batch_size=10)
     await writer.start()
     for round_ in range(5):
@@ -93,8 +111,7 @@ async def test_one_connection_serves_every_batch(database: Database) -> None:
         while writer.pending:  # a full batch wakes the writer
             await asyncio.sleep(0.01)
     await writer.aclose()
-    inserts = [sql for sql in inserts if sql.startswith("INSERT")]
-    assert (len(inserts), len(checkouts)) == (5, 1)
+    assert (writes.batches, len(checkouts)) == ([10] * 5, 1)
     assert await count_rows(database) == 50
 
 
@@ -118,6 +135,40 @@ async def test_a_replaced_sqlite_file_is_opened_again(tmp_path: Path) -> None:
     await writer.aclose()
     assert await count_rows(fresh) == 10
     await fresh.aclose()
+    await database.aclose()
+
+
+async def test_steady_traffic_is_written_in_full_batches(database: Database) -> None:
+    # records keep arriving while a batch is written: they wait for the next full batch
+    # instead of following at once as a small batch (a transaction per few requests)
+    writes = Writes(database)
+    writer = RequestLogWriter(database, interval=60.0, batch_size=100)
+    await writer.start()
+    for i in range(1000):
+        writer.submit(make_record(i))
+        await asyncio.sleep(0.0005)
+    await writer.aclose()
+    assert sum(writes.batches) == 1000
+    assert len(writes.batches) <= 11, writes.batches
+    assert await count_rows(database) == 1000
+
+
+async def test_sqlite_batches_past_a_statement_s_rows_are_split(tmp_path: Path) -> None:
+    database = Database(make_url(f"sqlite+aiosqlite:///{tmp_path / 'split.db'}"))
+    await database.migrate()
+    writer = RequestLogWriter(database, interval=60.0, batch_size=100)
+    assert writer._insert.rows_per_statement == 256
+    writer._insert.rows_per_statement = 8  # as with SQLite's old limit of 999 variables
+    writes = Writes(database)
+    await writer.start()
+    for i in range(50):
+        writer.submit(make_record(i))
+    await writer.aclose()
+    assert writes.statements == [8] * 6 + [2]  # 50 rows: 8 at most, in powers of two
+    assert writes.batches == [50]
+    assert await count_rows(database) == 50
+    rows = await recent_requests(database, 100)
+    assert sorted(r.request_id for r in rows) == [f"req_{i:06d}" for i in range(50)]
     await database.aclose()
 
 
@@ -161,6 +212,64 @@ async def test_a_row_holds_every_field(database: Database) -> None:
     assert (plain.ttft, plain.tries, plain.privacy) == (None, [], None)
     assert plain.privacy_categories == []
     assert (plain.key_id, plain.cost, plain.cache_hit, plain.input_chars) == (None,) * 4
+
+
+async def test_awkward_values_are_stored_exactly(database: Database) -> None:
+    # on SQLite the batch travels as JSON text: floats, quotes, escapes and non-ASCII must
+    # come back bit for bit, and big integers must stay integers
+    floats = [0.1 + 0.2, 1e-7, 123456.789012345, 5e-324, 1.7976931348623157e308, 2.0**-30]
+    texts = ['quote " and \\ backslash', "line\nbreak\ttab", "中文 ünïcödé 🚀", "\u2028", "nul\x01"]
+    records = [
+        make_record(
+            i,
+            latency=f,
+            ttft=f / 3,
+            cost=f / 7,
+            model=texts[i % len(texts)],
+            principal=texts[(i + 1) % len(texts)],
+            prompt_tokens=2**31 - 1 - i,
+            privacy_categories=[texts[i % len(texts)]],
+            tries=[{"deployment": texts[i % len(texts)], "error": None, "latency": f}],
+            started=1_700_000_000.000001 + i * 0.1,
+        )
+        for i, f in enumerate(floats)
+    ]
+    writer = RequestLogWriter(database)
+    await writer.start()
+    for record in records:
+        writer.submit(record)
+    await writer.aclose()
+    async with database.session() as session:
+        rows = (await session.scalars(select(RequestLog).order_by(RequestLog.id))).all()
+    assert len(rows) == len(records)
+    for row, record in zip(rows, records, strict=True):
+        for name, value in record_row(record).items():
+            assert getattr(row, name) == value, name
+
+
+async def test_a_record_the_database_refuses_does_not_hold_up_the_log(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an upstream's absurd usage (out of any integer column's range) and a record missing a
+    # required value: the batch is written apart, those two are dropped, logged and counted,
+    # and the rest is written, then and afterwards
+    dropped: list[int] = []
+    writer = RequestLogWriter(database, interval=60.0, batch_size=100, on_drop=dropped.append)
+    await writer.start()
+    for i in range(100):
+        bad = {37: {"prompt_tokens": 2**70}, 80: {"model": None}}.get(i, {})
+        writer.submit(make_record(i, **bad))
+    await wait_for(lambda: _equals(count_rows(database), 98))
+    assert sum(dropped) == 2
+    assert "refused the record of request req_000037" in caplog.text
+    assert "refused the record of request req_000080" in caplog.text
+    for i in range(100, 110):
+        writer.submit(make_record(i))
+    await writer.aclose()
+    assert await count_rows(database) == 108
+    async with database.engine.connect() as conn:
+        ids = set((await conn.scalars(select(RequestLog.request_id))).all())
+    assert ids == {f"req_{i:06d}" for i in range(110)} - {"req_000037", "req_000080"}
 
 
 async def test_times_compare_with_the_queries_times(database: Database) -> None:

@@ -195,6 +195,9 @@ def _sqlite_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # statement journals and temporary indexes in memory: the request log's batch INSERT
+    # otherwise spilled its statement journal to a temporary file, a write per page
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 

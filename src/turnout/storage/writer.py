@@ -26,13 +26,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import logging
 import operator
 import os
+import sqlite3
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +43,7 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, insert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnout.storage.db import Database, describe
@@ -65,6 +67,9 @@ def _spool_open_writers() -> None:
         writer.spool()
 
 
+#: the most rows in one SQLite INSERT (a power of two; see BatchInsert)
+MAX_ROWS_PER_STATEMENT = 256
+
 _COLUMNS = frozenset(RequestLog.__table__.columns.keys())
 #: the record's fields stored in a column of the same name (``started`` goes to started_at)
 _STORED = tuple(f.name for f in fields(RequestRecord) if f.name in _COLUMNS)
@@ -79,26 +84,67 @@ def record_row(record: RequestRecord) -> dict[str, Any]:
 
 
 class BatchInsert:
-    """The INSERT of a batch, at driver level: one statement, executed for all the rows.
+    """The INSERT of a batch, at driver level: few statements for all the rows.
 
     SQLAlchemy's per-row bind processing costs several times what the database's own work does
     (bench/request_log.py), so the rows are built here as the drivers take them: JSON as text,
     the time as an aware datetime (asyncpg) or as SQLAlchemy's SQLite text form, in UTC. The
-    statement itself is SQLAlchemy's, compiled once for the dialect. tests/storage checks that
-    the ORM reads back exactly :func:`record_row`.
+    statement is SQLAlchemy's, compiled once for the dialect.
+
+    On PostgreSQL it is executed for every row (asyncpg pipelines them). On SQLite the rows go
+    in multi-row ``VALUES`` statements of power-of-two sizes up to ``rows_per_statement``
+    (256; a batch of 500 is six statements): the sqlite3 module releases the GIL around every
+    step of a statement, so ``executemany`` of 500 rows handed the GIL back and forth with the
+    event loop 500 times, each a pair of context switches that the requests on that core
+    waited for, and it costs less CPU besides (bench/request_log.py). sqlite3 keeps the
+    compiled statement of each size, at most nine of them.
+
+    tests/storage checks that the ORM reads back exactly :func:`record_row`.
     """
 
     def __init__(self, dialect: Dialect) -> None:
-        compiled = insert(RequestLog).compile(dialect=dialect, column_keys=[*_STORED, "started_at"])
-        self.sql = compiled.string
+        columns = [*_STORED, "started_at"]
+        compiled = insert(RequestLog).compile(dialect=dialect, column_keys=columns)
         order = list(compiled.positiontup or ())
-        assert sorted(order) == sorted([*_STORED, "started_at"]), order
+        assert sorted(order) == sorted(columns), order
         self._time_at = order.index("started_at")
         names = [n for n in order if n != "started_at"]
         self._fields = operator.attrgetter(*names)
         table = RequestLog.__table__
         self._json = [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON)]
         self._time = _sqlite_time if dialect.name == "sqlite" else _utc
+        self.sql = compiled.string
+        #: rows in one multi-row statement (SQLite); 0: one statement executed per row
+        self.rows_per_statement = 0
+        if dialect.name == "sqlite":
+            variables = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+            fits = min(variables // len(order), MAX_ROWS_PER_STATEMENT)
+            self.rows_per_statement = 1 << (fits.bit_length() - 1)
+            head, _, values = self.sql.partition(" VALUES ")
+            assert values.startswith("(") and values.count("?") == len(order), self.sql
+            self._head, self._values = head + " VALUES ", values
+
+    def statements(
+        self, batch: list[RequestRecord]
+    ) -> Iterator[tuple[str, list[tuple[Any, ...]] | tuple[Any, ...]]]:
+        """(SQL, parameters) to execute for the batch, in one transaction."""
+        rows = [self.row(r) for r in batch]
+        size = self.rows_per_statement
+        if not size:
+            yield self.sql, rows
+            return
+        start = 0
+        while start < len(rows):
+            # parts of a power-of-two size: a few statements to compile and keep, whatever
+            # the batch sizes (sqlite3 caches each; one of 500 rows holds about 2 MB)
+            count = min(size, 1 << ((len(rows) - start).bit_length() - 1))
+            part = rows[start : start + count]
+            start += count
+            yield self._multi(count), tuple(v for row in part for v in row)
+
+    @functools.lru_cache(maxsize=16)  # noqa: B019 - one instance per writer, a few sizes
+    def _multi(self, rows: int) -> str:
+        return self._head + ", ".join([self._values] * rows)
 
     def row(self, record: RequestRecord) -> tuple[Any, ...]:
         values = list(self._fields(record))
@@ -146,6 +192,8 @@ class RequestLogWriter:
         self.spool_dir = spool_dir
         self._on_drop = on_drop
         self._pending: deque[RequestRecord] = deque()
+        #: records taken from the queue for the write in progress
+        self._writing = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -158,8 +206,8 @@ class RequestLogWriter:
 
     @property
     def pending(self) -> int:
-        """Records queued and not yet written."""
-        return len(self._pending)
+        """Records queued and not yet written (the batch being written included)."""
+        return len(self._pending) + self._writing
 
     def submit(self, record: RequestRecord) -> None:
         """Queue one record (the hot path: no I/O, no await)."""
@@ -226,33 +274,80 @@ class RequestLogWriter:
     async def _drain(self) -> None:
         """Write everything queued, retrying until it is done (callers bound the time)."""
         backoff = 0.1
-        while not await self._flush():
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+        while self._pending:
+            if not await self._flush():
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
 
     async def _flush(self) -> bool:
-        """Write what is queued, batch by batch; False when the database failed."""
-        while self._pending:
+        """Write what was queued when called, batch by batch; False when the database failed.
+
+        Records queued meanwhile wait for the next turn (a full batch or the interval): going
+        on until the queue is empty wrote, under steady load, a small batch after every write,
+        a transaction per few requests instead of one per ``batch_size``."""
+        todo = len(self._pending)
+        while todo > 0 and self._pending:
             batch = self._take()
+            todo -= len(batch)
+            self._writing = len(batch)
             try:
                 await self._write(batch)
-            except DB_ERRORS as exc:
-                self._requeue(batch)
-                self._failed(exc)
-                return False
+            except Exception as exc:
+                if not _about_the_rows(exc):
+                    self._requeue(batch)
+                    self._failed(exc)
+                    return False
+                log.warning("request log: a batch was refused (%s); writing it apart", _why(exc))
+                try:
+                    await self._write_apart(batch)  # requeues what it did not write
+                except Exception as failure:
+                    self._failed(failure)
+                    return False
             except BaseException:
                 self._requeue(batch)  # cancelled mid-write: the rows were not committed
                 raise
+            finally:
+                self._writing = 0
             self._recovered()
         return True
 
+    async def _write_apart(self, batch: list[RequestRecord]) -> None:
+        """Write a batch whose values the database refused, in halves, down to the records it
+        refuses alone (a token count out of a column's range, say): those are dropped, logged
+        and counted, so that one bad record cannot hold up the log. On any other failure what
+        is not written goes back in the queue and the error is raised."""
+        parts = [batch]
+        while parts:
+            part = parts.pop()
+            try:
+                await self._write(part)
+            except Exception as exc:
+                if _about_the_rows(exc) and len(part) > 1:
+                    half = len(part) // 2
+                    parts += [part[half:], part[:half]]
+                elif _about_the_rows(exc):
+                    log.error(
+                        "request log: the database refused the record of request %s (%s); "
+                        "it is dropped",
+                        part[0].request_id,
+                        _why(exc),
+                    )
+                    self._dropped(1)
+                else:
+                    self._requeue([r for p in [part, *reversed(parts)] for r in p])
+                    raise
+            except BaseException:
+                self._requeue([r for p in [part, *reversed(parts)] for r in p])
+                raise
+
     async def _write(self, batch: list[RequestRecord]) -> None:
-        insert = self._insert
-        rows = [insert.row(r) for r in batch]
+        """Write one batch in one transaction."""
+        statements = list(self._insert.statements(batch))
         conn = await self._connection()
         try:
             async with conn.begin():
-                await conn.exec_driver_sql(insert.sql, rows)
+                for sql, params in statements:
+                    await conn.exec_driver_sql(sql, params)
         except BaseException:
             await self._disconnect(broken=True)
             raise
@@ -349,6 +444,20 @@ class RequestLogWriter:
         if records:
             log.info("request log: %d spooled records queued again", len(records))
         return records
+
+
+def _about_the_rows(exc: BaseException) -> bool:
+    """Whether the database refused the values rather than failed (retrying cannot help):
+    integrity and data errors (SQLSTATE classes 22 and 23), values the driver cannot send."""
+    if isinstance(exc, IntegrityError | DataError | TypeError | ValueError | OverflowError):
+        return True
+    cause = getattr(exc, "orig", None)
+    state = getattr(getattr(cause, "__cause__", None) or cause, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in ("22", "23")
+
+
+def _why(exc: BaseException) -> str:
+    return describe(exc) if isinstance(exc, DB_ERRORS) else f"{type(exc).__name__}: {exc}"
 
 
 def _parse_spool(lines: Iterable[bytes]) -> list[RequestRecord]:
