@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -108,15 +109,16 @@ async def _read_stream(resp: Response, clock: StreamClock) -> None:
         resp.close()
         raise UpstreamInvalidResponse("the gateway did not answer the stream with SSE")
     decoder = SSEDecoder()
-    with client_errors(_NAME, "gateway"):
-        async for data in resp.iter_chunks():
-            for payload in decoder.feed(data):
-                if payload == b"[DONE]":
-                    return
-                event = orjson.loads(payload)
-                if "error" in event:
-                    raise _stream_error(event["error"])
-                clock.chunk(event, time.perf_counter())
+    async with aclosing(resp.iter_chunks()) as chunks:
+        with client_errors(_NAME, "gateway"):
+            async for data in chunks:
+                for payload in decoder.feed(data):
+                    if payload == b"[DONE]":
+                        return
+                    event = orjson.loads(payload)
+                    if "error" in event:
+                        raise _stream_error(event["error"])
+                    clock.chunk(event, time.perf_counter())
 
 
 def _stream_error(error: Any) -> UpstreamError:

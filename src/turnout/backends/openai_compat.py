@@ -14,6 +14,7 @@ import asyncio
 import os
 import ssl
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
 
@@ -248,26 +249,29 @@ class OpenAICompatBackend(Backend):
                     backend=self.name,
                 )
             decoder = SSEDecoder()
-            with client_errors(self.name, self._host):
-                async for data in resp.iter_chunks():
-                    payloads = decoder.feed(data)
-                    last = len(payloads) - 1
-                    for i, payload in enumerate(payloads):
+            # closed at once on [DONE]: a generator left to the garbage collector costs the
+            # event loop a wake-up through its finalizer hook
+            async with aclosing(resp.iter_chunks()) as chunks:
+                with client_errors(self.name, self._host):
+                    async for data in chunks:
+                        payloads = decoder.feed(data)
+                        last = len(payloads) - 1
+                        for i, payload in enumerate(payloads):
+                            if payload == b"[DONE]":
+                                finished = True
+                                return
+                            if _FINISH_MARKERS[0] in payload or _FINISH_MARKERS[1] in payload:
+                                finished = True
+                            chunk = self._chunk(payload)
+                            chunk.more = i < last
+                            yield chunk
+                    for payload in decoder.close():  # a last event without its blank line
                         if payload == b"[DONE]":
                             finished = True
                             return
                         if _FINISH_MARKERS[0] in payload or _FINISH_MARKERS[1] in payload:
                             finished = True
-                        chunk = self._chunk(payload)
-                        chunk.more = i < last
-                        yield chunk
-                for payload in decoder.close():  # a last event without its blank line
-                    if payload == b"[DONE]":
-                        finished = True
-                        return
-                    if _FINISH_MARKERS[0] in payload or _FINISH_MARKERS[1] in payload:
-                        finished = True
-                    yield self._chunk(payload)
+                        yield self._chunk(payload)
         finally:
             resp.close()
         if not finished:

@@ -23,7 +23,7 @@ import ssl
 import sys
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -337,7 +337,7 @@ class Response:
         self._release()
         return body
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
         """Body chunks as they arrive. Stopping early (or being cancelled) closes the
         connection, which tells the upstream to stop."""
         conn = self._conn

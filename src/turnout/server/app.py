@@ -25,6 +25,7 @@ from turnout.server.http import (
     BodyLimits,
     HttpRequest,
     JsonResponse,
+    LastFrame,
     Receive,
     Scope,
     Send,
@@ -172,15 +173,19 @@ class TurnoutApp:
             headers += req.admission.headers()
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         events = response.events
+        last = b""
         try:
             async for frame in events:
+                if type(frame) is LastFrame:  # sent with the end of the body, in one write
+                    last = frame
+                    break
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
         except Exception:  # the status line is out: end the stream, never start a second one
             log.exception("stream %s failed after it started", req.request_id)
         finally:
             await events.aclose()
         watch.stop()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": bytes(last), "more_body": False})
 
     async def _send_error(self, send: Send, req: HttpRequest, exc: TurnoutError) -> None:
         response = JsonResponse(openai_error(exc), exc.status, error_headers(exc))

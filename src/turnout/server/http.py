@@ -28,6 +28,7 @@ __all__ = [
     "BodyLimits",
     "HttpRequest",
     "JsonResponse",
+    "LastFrame",
     "Message",
     "Receive",
     "Scope",
@@ -229,9 +230,17 @@ class JsonResponse:
     content_type: bytes = b"application/json"
 
 
+class LastFrame(bytes):
+    """The frame that ends an event stream: the server sends it together with the end of the
+    response body, in one write instead of two."""
+
+    __slots__ = ()
+
+
 @dataclass(slots=True)
 class SseResponse:
-    """Server-sent events; ``events`` yields complete ``data: ...\\n\\n`` frames."""
+    """Server-sent events; ``events`` yields complete ``data: ...\\n\\n`` frames, the last one
+    as a :class:`LastFrame` when the producer knows it is the last."""
 
     events: Any  # AsyncIterator[bytes] with an aclose()
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)

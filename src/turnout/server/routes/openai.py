@@ -16,7 +16,7 @@ from turnout.gateway import Gateway
 from turnout.policies.roles import INFERENCE
 from turnout.router.router import Route
 from turnout.server.errors import openai_sse_error
-from turnout.server.http import HttpRequest, JsonResponse, SseResponse
+from turnout.server.http import HttpRequest, JsonResponse, LastFrame, SseResponse
 from turnout.server.routes import RouteSpec
 from turnout.services.inference import ChunkStream
 
@@ -70,17 +70,17 @@ async def _sse(stream: ChunkStream) -> AsyncIterator[bytes]:
                 pending.clear()
     except TurnoutError as exc:
         pending.append(openai_sse_error(exc))
-        yield b"".join(pending)
+        yield LastFrame(b"".join(pending))
         return
     except Exception:
         log.exception("stream %s failed", stream.ctx.request_id)
         pending.append(openai_sse_error(TurnoutError("The stream failed inside the gateway.")))
-        yield b"".join(pending)
+        yield LastFrame(b"".join(pending))
         return
     finally:
         await stream.aclose()
     pending.append(_DONE)
-    yield b"".join(pending)
+    yield LastFrame(b"".join(pending))
 
 
 async def chat_completions(gw: Gateway, req: HttpRequest) -> JsonResponse | SseResponse:
