@@ -69,6 +69,19 @@ class ChunkStream:
     def __aiter__(self) -> AsyncIterator[Chunk]:
         return self._iterate()
 
+    def take_head(self) -> Chunk | None:
+        """The first chunk (already received), once; for consumers that iterate ``rest``
+        themselves (the SSE front door: one async-generator layer less per chunk), calling
+        :meth:`saw` for every chunk and :meth:`finish` at the end, however it ends."""
+        head, self.head = self.head, None
+        if head is not None:
+            self.saw(head)
+        return head
+
+    def saw(self, chunk: Chunk) -> None:
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+
     async def _iterate(self) -> AsyncIterator[Chunk]:
         error: BaseException | None = None
         try:
@@ -86,6 +99,10 @@ class ChunkStream:
             raise
         finally:
             await self._finish(error)
+
+    async def finish(self, error: BaseException | None) -> None:
+        """Record the stream's end (idempotent): close ``rest``, account for it."""
+        await self._finish(error)
 
     async def _finish(self, error: BaseException | None) -> None:
         if self._finished:
