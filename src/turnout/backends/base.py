@@ -106,6 +106,10 @@ class RequestContext:
     admission: Admission | None = None
     #: the authenticated caller (its API key: allow-list, budget); None: library mode
     caller: Caller | None = None
+    #: the consumer forwards OpenAI SSE frames as they are (the SSE front door): a backend
+    #: that holds them may pass the events of one network read as one :class:`Chunk` with
+    #: ``frames`` (events carrying usage or an error always come as chunks of their own)
+    sse_passthrough: bool = False
 
     @classmethod
     def create(cls, request_id: str, timeout: float) -> RequestContext:
@@ -133,7 +137,7 @@ class Chunk:
     layer needs the fields. Engines that build chunks pass ``data``.
     """
 
-    __slots__ = ("_data", "more", "raw", "usage")
+    __slots__ = ("_data", "frames", "more", "raw", "usage")
 
     def __init__(
         self,
@@ -147,6 +151,15 @@ class Chunk:
         #: another chunk is already available: a front door may hold this one back and
         #: send both in one write (never set by engines that produce tokens one by one)
         self.more = False
+        #: several events, framed (``data: ...\\n\\n`` each), for a consumer that asked for
+        #: them (``RequestContext.sse_passthrough``); such a chunk has no ``raw``/``data``
+        self.frames: bytes | None = None
+
+    @classmethod
+    def framed(cls, frames: bytes, more: bool) -> Chunk:
+        chunk = cls()
+        chunk.frames, chunk.more = frames, more
+        return chunk
 
     @property
     def data(self) -> dict[str, Any]:

@@ -251,6 +251,11 @@ class OpenAICompatBackend(Backend):
             decoder = SSEDecoder()
             # closed at once on [DONE]: a generator left to the garbage collector costs the
             # event loop a wake-up through its finalizer hook
+            # for a consumer that forwards SSE as it is, the plain events of one read travel as
+            # one framed chunk: the per-event work in every layer above is most of what a
+            # streamed request costs beyond a JSON one (docs/benchmarks.md)
+            batch = ctx.sse_passthrough
+            frames: list[bytes] = []
             async with aclosing(resp.iter_chunks()) as chunks:
                 with client_errors(self.name, self._host):
                     async for data in chunks:
@@ -259,12 +264,23 @@ class OpenAICompatBackend(Backend):
                         for i, payload in enumerate(payloads):
                             if payload == b"[DONE]":
                                 finished = True
+                                if frames:
+                                    yield Chunk.framed(b"".join(frames), False)
                                 return
                             if _FINISH_MARKERS[0] in payload or _FINISH_MARKERS[1] in payload:
                                 finished = True
+                            if batch and _plain(payload):
+                                frames += (b"data: ", payload, b"\n\n")
+                                continue
+                            if frames:
+                                yield Chunk.framed(b"".join(frames), True)
+                                frames.clear()
                             chunk = self._chunk(payload)
                             chunk.more = i < last
                             yield chunk
+                        if frames:
+                            yield Chunk.framed(b"".join(frames), False)
+                            frames.clear()
                     for payload in decoder.close():  # a last event without its blank line
                         if payload == b"[DONE]":
                             finished = True
@@ -299,6 +315,15 @@ class OpenAICompatBackend(Backend):
         if self._drop:
             body = {k: v for k, v in body.items() if k not in self._drop}
         return orjson.dumps(body)
+
+
+def _plain(payload: bytes) -> bool:
+    """An event with neither usage nor an error in it (it may travel framed, unparsed)."""
+    return (
+        not payload.startswith(b'{"error"')
+        and _USAGE_MARKERS[0] not in payload
+        and _USAGE_MARKERS[1] not in payload
+    )
 
 
 def _header_block(headers: dict[str, str]) -> bytes:

@@ -28,6 +28,7 @@ _STARTED = int(time.time())
 
 def _context(gw: Gateway, req: HttpRequest) -> RequestContext:
     ctx = gw.context(req.request_id)
+    ctx.sse_passthrough = True  # _sse forwards frames as they are
     ctx.principal = req.principal
     ctx.admission = req.admission
     ctx.header = req.header
@@ -70,12 +71,20 @@ async def _sse(stream: ChunkStream) -> AsyncIterator[bytes]:
     try:
         head = stream.take_head()
         if head is not None:
-            if include_usage or not head.usage_only:
+            if head.frames is not None:
+                pending.append(head.frames)
+            elif include_usage or not head.usage_only:
                 pending += (b"data: ", head.json(), b"\n\n")
             if pending and not head.more:
                 yield b"".join(pending)
                 pending.clear()
         async for chunk in stream.rest:
+            if chunk.frames is not None:  # several plain events at once (sse_passthrough)
+                pending.append(chunk.frames)
+                if not chunk.more:
+                    yield b"".join(pending)
+                    pending.clear()
+                continue
             if chunk.usage is not None:
                 stream.saw(chunk)
                 if not include_usage and chunk.usage_only:
