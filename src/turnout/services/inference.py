@@ -85,26 +85,20 @@ class ChunkStream:
     async def _iterate(self) -> AsyncIterator[Chunk]:
         error: BaseException | None = None
         try:
-            if self.head is not None:
-                head, self.head = self.head, None
-                if head.usage is not None:
-                    self.usage = head.usage
+            head = self.take_head()
+            if head is not None:
                 yield head
             async for chunk in self.rest:
-                if chunk.usage is not None:
-                    self.usage = chunk.usage
+                self.saw(chunk)
                 yield chunk
         except BaseException as exc:
             error = exc
             raise
         finally:
-            await self._finish(error)
+            await self.finish(error)
 
     async def finish(self, error: BaseException | None) -> None:
         """Record the stream's end (idempotent): close ``rest``, account for it."""
-        await self._finish(error)
-
-    async def _finish(self, error: BaseException | None) -> None:
         if self._finished:
             return
         self._finished = True
@@ -117,7 +111,7 @@ class ChunkStream:
 
     async def aclose(self) -> None:
         """Release the stream if it was not iterated to its end (recorded as cancelled)."""
-        await self._finish(GeneratorExit())
+        await self.finish(GeneratorExit())
 
 
 @dataclass(slots=True)

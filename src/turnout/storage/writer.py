@@ -321,24 +321,21 @@ class RequestLogWriter:
             part = parts.pop()
             try:
                 await self._write(part)
-            except Exception as exc:
-                if _about_the_rows(exc) and len(part) > 1:
-                    half = len(part) // 2
-                    parts += [part[half:], part[:half]]
-                elif _about_the_rows(exc):
-                    log.error(
-                        "request log: the database refused the record of request %s (%s); "
-                        "it is dropped",
-                        part[0].request_id,
-                        _why(exc),
-                    )
-                    self._dropped(1)
-                else:
+            except BaseException as exc:
+                if not (isinstance(exc, Exception) and _about_the_rows(exc)):
                     self._requeue([r for p in [part, *reversed(parts)] for r in p])
                     raise
-            except BaseException:
-                self._requeue([r for p in [part, *reversed(parts)] for r in p])
-                raise
+                if len(part) > 1:
+                    half = len(part) // 2
+                    parts += [part[half:], part[:half]]
+                    continue
+                log.error(
+                    "request log: the database refused the record of request %s (%s); "
+                    "it is dropped",
+                    part[0].request_id,
+                    _why(exc),
+                )
+                self._dropped(1)
 
     async def _write(self, batch: list[RequestRecord]) -> None:
         """Write one batch in one transaction."""

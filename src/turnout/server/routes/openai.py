@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import orjson
 
-from turnout.backends.base import RequestContext, Result
+from turnout.backends.base import Chunk, RequestContext, Result
 from turnout.exceptions import TurnoutError
 from turnout.gateway import Gateway
 from turnout.policies.roles import INFERENCE
@@ -69,31 +69,16 @@ async def _sse(stream: ChunkStream) -> AsyncIterator[bytes]:
     include_usage = stream.include_usage
     error: BaseException | None = None
     try:
-        head = stream.take_head()
-        if head is not None:
-            if head.frames is not None:
-                pending.append(head.frames)
-            elif include_usage or not head.usage_only:
-                pending += (b"data: ", head.json(), b"\n\n")
-            if pending and not head.more:
+        chunk = stream.take_head()
+        if chunk is not None:
+            _frame(chunk, pending, include_usage)
+            if pending and not chunk.more:
                 yield b"".join(pending)
                 pending.clear()
         async for chunk in stream.rest:
-            if chunk.frames is not None:  # several plain events at once (sse_passthrough)
-                pending.append(chunk.frames)
-                if not chunk.more:
-                    yield b"".join(pending)
-                    pending.clear()
-                continue
-            if chunk.usage is not None:
-                stream.saw(chunk)
-                if not include_usage and chunk.usage_only:
-                    if pending and not chunk.more:
-                        yield b"".join(pending)
-                        pending.clear()
-                    continue
-            pending += (b"data: ", chunk.json(), b"\n\n")
-            if not chunk.more:
+            stream.saw(chunk)
+            _frame(chunk, pending, include_usage)
+            if pending and not chunk.more:
                 yield b"".join(pending)
                 pending.clear()
     except TurnoutError as exc:
@@ -114,6 +99,15 @@ async def _sse(stream: ChunkStream) -> AsyncIterator[bytes]:
         await stream.finish(error)
     pending.append(_DONE)
     yield LastFrame(b"".join(pending))
+
+
+def _frame(chunk: Chunk, pending: list[bytes], include_usage: bool) -> None:
+    """Add the chunk's SSE frames to ``pending``: as they are when the backend framed them
+    (sse_passthrough), none for the trailing usage chunk unless the client asked for it."""
+    if chunk.frames is not None:
+        pending.append(chunk.frames)
+    elif include_usage or not chunk.usage_only:
+        pending += (b"data: ", chunk.json(), b"\n\n")
 
 
 async def chat_completions(gw: Gateway, req: HttpRequest) -> JsonResponse | SseResponse:
