@@ -11,7 +11,9 @@ Two comparisons, each inside one run:
     output tokens/s.
 
 The model is the demo model in its benchmark shape (Llama architecture, ~56M parameters,
-random weights: the values do not matter for speed), generated locally.
+random weights: the values do not matter for speed; saved in bfloat16 like released
+checkpoints), generated locally, served in ``--dtype`` (default ``auto``: bfloat16 where the
+CPU computes it natively, else float32; ``float32`` for the engine's old default).
 
     python bench/local_engine.py                  # everything, results in bench/results/
     python bench/local_engine.py --requests 32 --max-tokens 64 --concurrency 1,4,16
@@ -227,7 +229,9 @@ async def run_gateway(
     return run
 
 
-def start_gateway(model_dir: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(
+    model_dir: Path, workdir: Path, dtype: str
+) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -236,7 +240,7 @@ def start_gateway(model_dir: Path, workdir: Path) -> tuple[subprocess.Popen[byte
         "local": {
             "model_dirs": [str(model_dir.parent)],
             "keep_alive": -1,
-            "models": {"bench": {"path": model_dir.name}},
+            "models": {"bench": {"path": model_dir.name, "options": {"dtype": dtype}}},
         },
     }
     path = workdir / "turnout.yaml"
@@ -271,9 +275,10 @@ async def bench(args: argparse.Namespace, model_dir: Path, workdir: Path) -> lis
     texts = prompts(args.requests, args.prompt_words)
     warm = prompts(4, args.prompt_words, seed=1)
     runs: list[Run] = []
-    engine = TransformersEngine("bench", model_dir, {"num_blocks": 128})
+    engine = TransformersEngine("bench", model_dir, {"num_blocks": 128, "dtype": args.dtype})
     await engine.load()
-    proc, url = start_gateway(model_dir, workdir)
+    console.print(f"engine dtype: {engine.stats().extra['dtype']}")
+    proc, url = start_gateway(model_dir, workdir, args.dtype)
     steps = (len(levels) * 2 + 1) * args.rounds
     try:
         with Progress(console=console) as progress:
@@ -348,6 +353,12 @@ def _medians(results: list[dict[str, Any]], key: str) -> dict[tuple[str, int], f
     return {k: statistics.median(v) for k, v in groups.items()}
 
 
+def _served_dtype(option: str) -> str:
+    from turnout.backends.local.quantization import model_dtype
+
+    return model_dtype(option, "cpu", "none", "bfloat16")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=48)
@@ -355,6 +366,7 @@ def main() -> None:
     parser.add_argument("--prompt-words", type=int, default=48)
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--rounds", type=int, default=1, help="repeat all targets; medians")
+    parser.add_argument("--dtype", default="auto", help="options.dtype of the engine")
     parser.add_argument("--out", type=Path, default=RESULTS / "local_engine.json")
     args = parser.parse_args()
     from turnout.backends.local.demo_model import DemoShape, generate_demo_model
@@ -370,13 +382,14 @@ def main() -> None:
     for r in results:
         table.add_row(*(json.dumps(v) if isinstance(v, dict) else str(v) for v in r.values()))
     console.print(table)
-    markdown = report(results)
+    markdown = f"Served in {_served_dtype(args.dtype)}.\n\n" + report(results)
     console.print(markdown)
     console.print(f"load average before {load_before}, after {os.getloadavg()}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "args": vars(args) | {"out": str(args.out)},
         "cpu_count": os.cpu_count(),
+        "dtype": _served_dtype(args.dtype),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
     }

@@ -1,12 +1,14 @@
-"""Quantization benchmark: the transformers engine with ``quantization: none`` and ``int8``
-on the CPU, on the demo model in its benchmark shape (56M parameters, random weights).
+"""Precision and quantization benchmark: the transformers engine on the CPU in float32,
+in bfloat16 (``options.dtype: auto`` on a bfloat16 checkpoint, where the CPU computes it
+natively) and with ``quantization: int8`` (float32 layers quantized), on the demo model in its
+benchmark shape (56M parameters, random weights, saved in bfloat16).
 
 For each setting, in one process after the other: the weight memory the engine reports
 (``stats().memory_bytes``), the growth of the process's resident memory while loading, the
 load time, and output tokens/s through continuous batching at concurrency 1 and 8 (greedy,
 tokens counted from the usage of each response). Resident memory includes the engine's KV
-cache (``num_blocks: 128``), the same for both settings; the float32 weights are read first
-and then quantized, so the peak is the float32 size in both cases.
+cache (``num_blocks: 128``, in the model's dtype); for int8 the float32 weights are built
+first and then quantized.
 
     python bench/local_quantization.py        # bench/results/local_quantization.{json,md}
     python bench/local_quantization.py --requests 16 --max-tokens 32
@@ -32,7 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-async def measure(model_dir: Path, quantization: str, args: argparse.Namespace) -> dict[str, Any]:
+#: the settings measured: (quantization, options.dtype)
+SETTINGS = (("none", "float32"), ("none", "auto"), ("int8", "auto"))
+
+
+async def measure(model_dir: Path, setting: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch  # noqa: F401  (imported before the baseline: its own memory is not the model's)
     import transformers  # noqa: F401
 
@@ -42,12 +48,15 @@ async def measure(model_dir: Path, quantization: str, args: argparse.Namespace) 
     process = psutil.Process()
     gc.collect()
     before = process.memory_info().rss
-    engine = TransformersEngine("bench", model_dir, {"num_blocks": 128}, quantization=quantization)
+    quantization, dtype = setting.split("/")
+    options = {"num_blocks": 128, "dtype": dtype}
+    engine = TransformersEngine("bench", model_dir, options, quantization=quantization)
     started = time.perf_counter()
     await engine.load()
     load_s = time.perf_counter() - started
     result: dict[str, Any] = {
         "quantization": quantization,
+        "dtype": engine.stats().extra["dtype"],
         "weights_mb": round(engine.stats().memory_bytes / 1e6, 1),
         "rss_growth_mb": round((process.memory_info().rss - before) / 1e6, 1),
         "load_s": round(load_s, 2),
@@ -82,9 +91,9 @@ async def measure(model_dir: Path, quantization: str, args: argparse.Namespace) 
     return result
 
 
-def run_one(quantization: str, model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_one(setting: str, model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Each setting in a fresh process, so that resident memory is not shared."""
-    cmd = [sys.executable, __file__, "--child", quantization, "--model", str(model_dir)]
+    cmd = [sys.executable, __file__, "--child", setting, "--model", str(model_dir)]
     cmd += ["--requests", str(args.requests), "--max-tokens", str(args.max_tokens)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
@@ -105,15 +114,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = generate_demo_model(Path(tmp) / "bench-model", DemoShape.bench())
-        results = [run_one(q, model_dir, args) for q in ("none", "int8")]
+        results = [run_one(f"{q}/{d}", model_dir, args) for q, d in SETTINGS]
     table = [
-        "| quantization | weights (MB) | process RSS growth, load + warm-up (MB) | load (s) "
-        "| output tok/s c=1 | output tok/s c=8 |",
-        "|---|--:|--:|--:|--:|--:|",
+        "| quantization | dtype | weights (MB) | process RSS growth, load + warm-up (MB) "
+        "| load (s) | output tok/s c=1 | output tok/s c=8 |",
+        "|---|---|--:|--:|--:|--:|--:|",
     ]
     for r in results:
         table.append(
-            f"| {r['quantization']} | {r['weights_mb']} | {r['rss_growth_mb']} | {r['load_s']} "
+            f"| {r['quantization']} | {r['dtype']} | {r['weights_mb']} | {r['rss_growth_mb']} "
+            f"| {r['load_s']} "
             f"| {r['tok_s_c1']} | {r['tok_s_c8']} |"
         )
     print("\n".join(table))

@@ -263,6 +263,95 @@ def test_int8_on_cpu_serves_with_less_memory(gateway: Gateway) -> None:
     assert len(texts) == 1
 
 
+# --------------------------------------------------------------------------- precision
+
+
+def _bf16_demo(models_dir: Path) -> str:
+    """The demo model saved in bfloat16, as most released checkpoints are."""
+    from turnout.backends.local.demo_model import DemoShape, generate_demo_model
+
+    target = models_dir / "demo-bf16"
+    if not target.exists():
+        generate_demo_model(target, DemoShape(dtype="bfloat16"))
+    return target.name
+
+
+def test_dtype_auto_keeps_a_bfloat16_checkpoint_where_the_cpu_computes_it(
+    gateway: Gateway, models_dir: Path
+) -> None:
+    from turnout.backends.local.quantization import cpu_native
+
+    path = _bf16_demo(models_dir)
+    resp = gateway.post("/admin/models", {"name": "bf16-auto", "path": path})
+    assert resp.status == 201, resp.text
+    auto = resp.json()["stats"]
+    expected = "bfloat16" if cpu_native("bfloat16") else "float32"
+    assert auto["extra"]["dtype"] == expected
+    full = state(gateway, DEMO)
+    assert full is not None and full["stats"]["extra"]["dtype"] == "float32"  # float32 on disk
+    if expected == "bfloat16":
+        ratio = auto["memory_bytes"] / full["stats"]["memory_bytes"]
+        assert 0.45 < ratio < 0.55, ratio
+
+    client = gateway.client()
+    reply = client.chat.completions.create(model="bf16-auto", messages=HELLO, max_tokens=6)
+    assert reply.usage is not None and 1 <= reply.usage.completion_tokens <= 6
+    stream = client.chat.completions.create(
+        model="bf16-auto", messages=HELLO, max_tokens=6, stream=True
+    )
+    assert [c for c in stream if c.choices and c.choices[0].finish_reason]
+    seeded = {  # the sequential path, deterministic in bfloat16 too
+        client.chat.completions.create(model="bf16-auto", messages=HELLO, max_tokens=8, seed=3)
+        .choices[0]
+        .message.content
+        for _ in range(2)
+    }
+    assert len(seeded) == 1
+    vectors = client.embeddings.create(model="bf16-auto", input=["one", "two"])
+    assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 64
+    assert gateway.request("DELETE", "/admin/models/bf16-auto").json()["unloaded"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "dtype"),
+    [("bf16", "float32"), (DEMO, "bfloat16")],
+    ids=["bf16-checkpoint-as-float32", "float32-checkpoint-as-bfloat16"],
+)
+def test_an_explicit_dtype_is_used_as_given(
+    gateway: Gateway, models_dir: Path, path: str, dtype: str
+) -> None:
+    source = _bf16_demo(models_dir) if path == "bf16" else path
+    name = f"dtype-{dtype}"
+    body = {"name": name, "path": source, "options": {"dtype": dtype}}
+    resp = gateway.post("/admin/models", body)
+    assert resp.status == 201, resp.text
+    assert resp.json()["stats"]["extra"]["dtype"] == dtype
+    reply = gateway.client().chat.completions.create(model=name, messages=HELLO, max_tokens=4)
+    assert reply.usage is not None and reply.usage.completion_tokens >= 1
+    assert gateway.request("DELETE", f"/admin/models/{name}").json()["unloaded"] is True
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"options": {"dtype": "float64"}}, "options.dtype must be one of auto, float32"),
+        ({"options": {"dtype": 16}}, "not 16"),
+        (
+            {"quantization": "int8", "options": {"dtype": "bfloat16"}},
+            "int8 quantization on the CPU quantizes float32 layers",
+        ),
+    ],
+)
+def test_a_dtype_that_cannot_be_used_is_refused(
+    gateway: Gateway, extra: dict[str, Any], fragment: str
+) -> None:
+    resp = gateway.post("/admin/models", {"name": "bad-dtype", "path": DEMO, **extra})
+    error = assert_error(resp, 400, param="options.dtype")
+    assert fragment in error["message"], error["message"]
+    assert state(gateway, "bad-dtype") is None
+    still_serving(gateway)
+
+
 GPU_EXTRA_MISSING = any(importlib.util.find_spec(p) is None for p in ("bitsandbytes", "accelerate"))
 
 

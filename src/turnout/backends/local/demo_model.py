@@ -60,8 +60,9 @@ they should run. Privacy matters: sensitive data stays on the premises.
 
 @dataclass(frozen=True, slots=True)
 class DemoShape:
-    """The model's size. The default is tiny (fast anywhere); ``bench`` is the realistic
-    shape (~70M parameters) used to measure engines, where weight values do not matter."""
+    """The model's size and the dtype of its weights. The default is tiny (fast anywhere),
+    in float32; ``bench`` is the realistic shape (~56M parameters) used to measure engines,
+    where weight values do not matter, in bfloat16 like released checkpoints."""
 
     hidden_size: int = 64
     intermediate_size: int = 176
@@ -70,6 +71,7 @@ class DemoShape:
     num_key_value_heads: int = 2
     vocab_size: int = 512
     max_position_embeddings: int = 4096
+    dtype: str = "float32"
 
     @classmethod
     def bench(cls) -> DemoShape:
@@ -80,6 +82,7 @@ class DemoShape:
             num_attention_heads=8,
             num_key_value_heads=4,
             vocab_size=32000,
+            dtype="bfloat16",
         )
 
 
@@ -121,6 +124,7 @@ def generate_demo_model(directory: str | Path, shape: DemoShape | None = None) -
         model.generation_config.do_sample = True
         model.generation_config.temperature = 1.0
         model.generation_config.top_p = 1.0
+        model = model.to(getattr(torch, shape.dtype))
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     _write_json(out / "turnout_demo.json", {"notice": DEMO_NOTICE, "seed": _SEED})

@@ -22,10 +22,12 @@ models whose layers are all full attention
 minus one (``options.threads``).
 
 Loading: the files are checked first (:meth:`TransformersEngine.check`: safe files, a causal
-LM architecture transformers knows, a quantization this machine can do), the weights are read
-through once (progress in bytes), the model is built on ``options.device`` (``cpu``, the
-default, in float32; ``cuda``/``cuda:N`` in the checkpoint's dtype), quantized as configured
-(see :mod:`turnout.backends.local.quantization`) and warmed up with one generated token.
+LM architecture transformers knows, a quantization and dtype this machine can do), the
+weights are read through once (progress in bytes), the model is built on ``options.device``
+(``cpu``, the default; ``cuda``/``cuda:N``) in ``options.dtype`` (``auto``: the checkpoint's
+bfloat16 where the CPU computes it natively, else float32; on a GPU the checkpoint's dtype),
+quantized as configured (both in :mod:`turnout.backends.local.quantization`) and warmed up
+with one generated token.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ from turnout.backends.local.files import check_model_dir, read_weights
 from turnout.backends.local.progress import LoadProgress
 from turnout.backends.local.quantization import (
     check_quantization,
+    checkpoint_dtype,
     load_arguments,
+    model_dtype,
     quantize,
     weight_bytes,
 )
@@ -95,6 +99,7 @@ class TransformersEngine(Engine):
     ) -> None:
         super().__init__(name, path, options, quantization=quantization, progress=progress)
         self.device = str(self.options.get("device", "cpu"))
+        self.dtype = "auto"  # options.dtype as resolved by check(); the model's after load
         self.model: Any = None
         self.tokenizer: Any = None
         self.manager: Any = None
@@ -111,6 +116,9 @@ class TransformersEngine(Engine):
         check_model_dir(self.path, kind="safetensors")
         check_causal_lm(self.path)
         check_quantization(self.quantization, self.device)
+        self.dtype = model_dtype(
+            self.options.get("dtype"), self.device, self.quantization, checkpoint_dtype(self.path)
+        )
 
     async def load(self) -> None:
         await asyncio.to_thread(self.check)
@@ -129,6 +137,7 @@ class TransformersEngine(Engine):
             )
         self.model = quantize(self.model, self.quantization, self.device)
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self.dtype = str(self.model.dtype).removeprefix("torch.")
         self._memory = weight_bytes(self.model)
         self.manager = self._start_batching()
         self.progress.begin("warmup")
@@ -145,7 +154,7 @@ class TransformersEngine(Engine):
                 local_files_only=True,
                 use_safetensors=True,
                 output_loading_info=True,
-                **load_arguments(self.quantization, self.device),
+                **load_arguments(self.quantization, self.device, self.dtype),
             )
         except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
             raise InvalidRequest(
@@ -283,6 +292,7 @@ class TransformersEngine(Engine):
                 "context_length": self.context_length,
                 "batching": "continuous",
                 "device": self.device,
+                "dtype": self.dtype,
                 "quantization": self.quantization,
             },
         )
