@@ -16,6 +16,14 @@ The cost on the request path is a length and a flag per received chunk: the time
 only when a chunk ends inside the headers (most requests arrive whole in one chunk), plus one
 timer per new connection. Reading the body has its own deadline, in the application
 (``server.body_timeout``, :mod:`turnout.server.deadlines`).
+
+One change to how responses leave: uvicorn writes the response head (status line and
+headers) and the body apart, two system calls and two TCP segments for every response, and
+a client that reads the head first wakes twice. Each request's response cycle writes
+through :class:`_HeadWithBody`, which holds the head until the first body write and sends
+both in one ``writelines`` (uvloop: one ``writev``). The head is held no longer than the
+event loop's next turn: a response that sends its head and then waits (a stream whose first
+event is not ready) still shows its status at once.
 """
 
 from __future__ import annotations
@@ -92,7 +100,11 @@ class GatewayProtocol(HttpToolsProtocol):
         ):
             self._refuse(_too_large(self.max_header_bytes))
             return
+        before = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not before and cycle is not None and self.scope["method"] != "HEAD":
+            cycle.transport = _HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -139,6 +151,46 @@ class GatewayProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n%s" % (exc.status, _REASONS[exc.status], len(body), body)
         )
         self.transport.close()
+
+
+class _HeadWithBody:
+    """The transport as one response cycle sees it (uvicorn's cycle calls ``write``,
+    ``close`` and ``is_closing``): its first write that is not ``100 Continue`` (the response
+    head) is held and leaves with the next write, or on the loop's next turn if none comes."""
+
+    __slots__ = ("_held", "_loop", "_started", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.writelines((held, data))
+        elif self._started or data.startswith(b"HTTP/1.1 100 "):
+            self._transport.write(data)
+        else:
+            self._started = True
+            self._held = data
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
