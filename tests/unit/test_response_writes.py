@@ -47,12 +47,18 @@ class RecordingTransport(asyncio.Transport):
         return True
 
 
-async def _serve_one(app: Any, request: bytes, *, settle: float = 0.05) -> RecordingTransport:
+def _connect(app: Any) -> tuple[GatewayProtocol, RecordingTransport]:
+    """A connection to ``app`` through the gateway's protocol, on a recording transport."""
     config = uvicorn.Config(app=app, http=GatewayProtocol, lifespan="off", access_log=False)
     config.load()
     protocol = GatewayProtocol(config=config, server_state=ServerState(), app_state={})
     transport = RecordingTransport()
     protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def _serve_one(app: Any, request: bytes, *, settle: float = 0.05) -> RecordingTransport:
+    protocol, transport = _connect(app)
     protocol.data_received(request)
     await asyncio.sleep(settle)
     protocol.connection_lost(None)
@@ -107,12 +113,8 @@ def test_a_head_followed_by_a_wait_is_sent_at_once() -> None:
     transport_calls: list[bytes] = []
 
     async def run() -> list[bytes]:
-        config = uvicorn.Config(app=app, http=GatewayProtocol, lifespan="off", access_log=False)
-        config.load()
-        protocol = GatewayProtocol(config=config, server_state=ServerState(), app_state={})
-        transport = RecordingTransport()
+        protocol, transport = _connect(app)
         transport.calls = transport_calls
-        protocol.connection_made(transport)
         protocol.data_received(_get())
         await asyncio.sleep(0.05)
         protocol.connection_lost(None)
@@ -136,11 +138,7 @@ def test_head_requests_and_100_continue_are_not_held() -> None:
         await send({"type": "http.response.body", "body": body})
 
     async def run() -> list[bytes]:
-        config = uvicorn.Config(app=echo, http=GatewayProtocol, lifespan="off", access_log=False)
-        config.load()
-        protocol = GatewayProtocol(config=config, server_state=ServerState(), app_state={})
-        transport = RecordingTransport()
-        protocol.connection_made(transport)
+        protocol, transport = _connect(echo)
         extra = "Content-Length: 2\r\nExpect: 100-continue\r\n"
         protocol.data_received(_get(method="POST", extra=extra))
         await asyncio.sleep(0.02)
